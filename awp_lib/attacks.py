@@ -37,7 +37,8 @@ def check_eps(eps: float, norm: str) -> None:
 
 
 def _check_batch(x, y):
-    if not torch.is_tensor(x) or not torch.is_tensor(y) or x.dim() < 2 or y.dim() != 1 or len(x) != len(y):
+    """``y``: N class indices, or N x K class probabilities (soft targets, e.g. mixup)."""
+    if not torch.is_tensor(x) or not torch.is_tensor(y) or x.dim() < 2 or y.dim() not in (1, 2) or len(x) != len(y):
         raise ValueError(f"mismatched shapes: x {tuple(x.shape)} and y {tuple(y.shape)}; expected x of shape "
                          "N x ... and y of shape N")
 
@@ -95,8 +96,11 @@ def margin_loss(logits: torch.Tensor, y: torch.Tensor, reduction: str = "sum") -
     return out.sum() if reduction == "sum" else out
 
 
-def attack_loss(logits, y, loss: str = "ce", reduction: str = "sum"):
-    """The loss an attack ascends: cross-entropy (``ce``) or the CW margin (``cw``)."""
+def attack_loss(logits, y, loss="ce", reduction: str = "sum"):
+    """The loss an attack ascends: cross-entropy (``ce``), the CW margin (``cw``), or a callable
+    ``loss(logits, y)`` returning the summed loss (TRADES ascends a KL divergence this way)."""
+    if callable(loss):
+        return loss(logits, y)
     check_choice("loss", loss, LOSSES)
     if loss == "ce":
         return F.cross_entropy(logits, y, reduction=reduction)
@@ -113,14 +117,16 @@ def fgsm(model, x, y, eps: float, norm: str = "linf", random_start: bool = False
 
 
 def pgd(model, x, y, eps: float, alpha: float, steps: int, norm: str = "linf", random_start: bool = True,
-        restarts: int = 1, loss: str = "ce", bn_mode: str = "eval"):
+        restarts: int = 1, loss="ce", bn_mode: str = "eval", delta0: torch.Tensor | None = None):
     """PGD (Eq. 14): K₁ = ``steps`` steps of size η₁ = ``alpha``, each followed by Π_ε and a clip to [0, 1].
 
-    With ``random_start`` each restart begins uniformly inside the ball; with ``restarts > 1``
-    each example keeps its worst restart (misclassified first, then highest loss).
+    With ``random_start`` each restart begins uniformly inside the ball (or at ``delta0`` when
+    given, e.g. TRADES' 0.001·N(0, I)); with ``restarts > 1`` each example keeps its worst
+    restart (misclassified first, then highest loss). ``loss``: ``"ce"``, ``"cw"`` or a callable.
     """
     check_eps(eps, norm)
-    check_choice("loss", loss, LOSSES)
+    if not callable(loss):
+        check_choice("loss", loss, LOSSES)
     _check_batch(x, y)
     if not alpha > 0 or not (isinstance(steps, int) and steps >= 1) or not (isinstance(restarts, int) and restarts >= 1):
         raise ValueError(f"alpha={alpha!r}, steps={steps!r}, restarts={restarts!r}: alpha must be > 0, "
@@ -129,7 +135,10 @@ def pgd(model, x, y, eps: float, alpha: float, steps: int, norm: str = "linf", r
     best, best_score = x.clone(), None
     with attack_mode(model, bn_mode):
         for _ in range(restarts):
-            delta = init_delta(x, eps, norm) if random_start else torch.zeros_like(x)
+            if delta0 is not None:
+                delta = (x + project(delta0, eps, norm)).clamp(0, 1) - x
+            else:
+                delta = init_delta(x, eps, norm) if random_start else torch.zeros_like(x)
             for _ in range(steps):
                 delta.requires_grad_(True)
                 grad, = torch.autograd.grad(attack_loss(model(x + delta), y, loss), delta)
@@ -139,7 +148,8 @@ def pgd(model, x, y, eps: float, alpha: float, steps: int, norm: str = "linf", r
                 return x_adv
             with torch.no_grad():
                 logits = model(x_adv)
-                score = attack_loss(logits, y, loss, "none") + 1e6 * (logits.argmax(1) != y)
+                wrong = logits.argmax(1) != (y if y.dim() == 1 else y.argmax(1))
+                score = (0 if callable(loss) else attack_loss(logits, y, loss, "none")) + 1e6 * wrong
             if best_score is None:
                 best, best_score = x_adv, score
             else:

@@ -1,0 +1,168 @@
+"""One config object for a training run, validated before any work.
+
+Reachable from Python (``make_config(profile, **overrides)``), the CLI
+(``python -m awp_lib train --awp-gamma 5e-3 ...``) and papermill parameters (a notebook's
+``parameters`` cell passes its values to :func:`make_config`).
+
+Names follow the paper: ε → ``eps``, η₁ → ``attack_alpha``, K₁ → ``attack_steps``,
+γ → ``awp_gamma``, K₂ → ``awp_steps``, A → ``awp_alternations``, η₂ → ``awp_step``, β → ``beta``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, fields
+
+from .data import DATASETS, check_choice
+from .models import MODELS
+
+PROFILES = ("smoke", "cpu", "paper")
+SCHEDULES = ("piecewise", "cosine", "cyclic", "constant")
+REGULARIZERS = ("none", "l1", "l2", "cutout", "mixup")
+ATTACK_BN = ("auto", "eval", "train")
+
+
+@dataclass
+class Config:
+    profile: str = "cpu"
+    # data and model
+    dataset: str = "fashion-mnist"
+    model: str = "smallcnn"
+    width: int = 16                  # smallcnn only
+    train_size: int | None = None    # None: the whole training set (minus validation)
+    val_size: int | None = None      # None: 1,000 at paper scale, proportionate (>= 100) for subsets
+    test_size: int | None = None     # None: the whole test set
+    augment: str | None = None       # None: the paper's (crop-flip for CIFAR, none otherwise)
+    # method and threat model
+    method: str = "at"               # at | trades | mart | rst
+    norm: str = "linf"
+    eps: float = 0.1                 # ε
+    attack_alpha: float | None = None  # η₁; None: ε/4 (L∞) or ε·15/128 (L2)
+    attack_steps: int = 10           # K₁
+    attack_bn: str = "auto"          # BN mode while attacking in training; auto: train for AT (official), eval otherwise
+    beta: float = 6.0                # β of TRADES / MART / RST
+    unsup_fraction: float = 0.5      # RST: share of pseudo-labelled examples per batch
+    pseudo_epochs: int = 10          # RST: epochs of the standard model that pseudo-labels the pool
+    # AWP (Algorithm 2)
+    awp_gamma: float = 0.0           # γ; 0 disables AWP
+    awp_steps: int = 1               # K₂
+    awp_alternations: int = 1        # A
+    awp_step: float | None = None    # η₂; None: γ/(A·K₂)
+    awp_warmup: int = 0              # epochs of plain training before AWP starts
+    # optimisation
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1                  # peak learning rate
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    schedule: str = "piecewise"      # piecewise (x0.1 at 50%, 75%) | cosine | cyclic | constant
+    cyclic_peak: float = 0.4         # cyclic: fraction of training where lr peaks (80/200 in the paper)
+    regularizer: str = "none"        # Appendix F: none | l1 | l2 | cutout | mixup
+    reg_strength: float | None = None  # l1 5e-6, l2 5e-3, cutout patch 14 (px), mixup α 1.4
+    # evaluation every epoch
+    eval_attack_steps: int = 10      # PGD steps for train/val/test robust accuracy per epoch
+    eval_train_size: int = 1000      # training images (fixed subset) for train robust accuracy at w
+    eval_every: int = 1
+    seed: int = 0
+    device: str = "auto"             # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self):
+        self.validate()
+
+    # ----- derived values (not stored) -----
+    @property
+    def alpha(self) -> float:
+        if self.attack_alpha is not None:
+            return self.attack_alpha
+        return self.eps / 4 if self.norm == "linf" else self.eps * 15 / 128
+
+    @property
+    def bn_mode(self) -> str:
+        return ("train" if self.method == "at" else "eval") if self.attack_bn == "auto" else self.attack_bn
+
+    @property
+    def reg(self) -> float:
+        return {"none": 0.0, "l1": 5e-6, "l2": 5e-3, "cutout": 14, "mixup": 1.4}[self.regularizer] \
+            if self.reg_strength is None else self.reg_strength
+
+    def validate(self) -> None:
+        from .attacks import check_eps
+        check_choice("profile", self.profile, PROFILES)
+        check_choice("dataset", self.dataset, DATASETS)
+        check_choice("model", self.model, MODELS)
+        check_choice("method", self.method, ("at", "trades", "mart", "rst"))
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("regularizer", self.regularizer, REGULARIZERS)
+        check_choice("attack_bn", self.attack_bn, ATTACK_BN)
+        if self.augment is not None:
+            check_choice("augment", self.augment, ("none", "crop-flip"))
+        check_eps(self.eps, self.norm)
+        positive_ints = ("width", "attack_steps", "awp_steps", "awp_alternations", "epochs", "batch_size",
+                         "eval_attack_steps", "eval_train_size", "eval_every", "pseudo_epochs")
+        for k in positive_ints:
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"{k}={v!r} is invalid: it must be a positive integer")
+        for k in ("train_size", "val_size", "test_size"):
+            v = getattr(self, k)
+            if v is not None and (not isinstance(v, int) or v <= 0):
+                raise ValueError(f"{k}={v!r} is invalid: a positive integer, or None for the whole set")
+        nonneg = ("awp_gamma", "lr", "weight_decay", "momentum", "beta", "awp_warmup")
+        for k in nonneg:
+            v = getattr(self, k)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
+                raise ValueError(f"{k}={v!r} is invalid: it must be a number >= 0")
+        for k in ("attack_alpha", "awp_step", "reg_strength"):
+            v = getattr(self, k)
+            if v is not None and (not isinstance(v, (int, float)) or not v > 0):
+                raise ValueError(f"{k}={v!r} is invalid: a positive number, or None for the default")
+        if not 0 < self.cyclic_peak < 1:
+            raise ValueError(f"cyclic_peak={self.cyclic_peak!r} is invalid: a fraction strictly between 0 and 1")
+        if not 0 <= self.unsup_fraction < 1:
+            raise ValueError(f"unsup_fraction={self.unsup_fraction!r} is invalid: a fraction in [0, 1)")
+        if self.regularizer == "mixup" and self.method != "at":
+            raise ValueError(f"regularizer='mixup' is defined for method='at' only (got method={self.method!r})")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(f"unknown device {self.device!r}; valid choices: auto, cpu, cuda, cuda:N")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Profile presets: `smoke` (CI, seconds), `cpu` (a laptop, minutes), `paper` (a GPU, the paper's settings).
+PRESETS = {
+    "smoke": dict(dataset="fashion-mnist", model="smallcnn", width=8, train_size=256, val_size=100, test_size=200,
+                  eps=0.1, attack_steps=3, epochs=2, batch_size=64, lr=0.05, eval_attack_steps=3,
+                  eval_train_size=200, pseudo_epochs=1),
+    "cpu": dict(dataset="fashion-mnist", model="smallcnn", width=16, train_size=1000, val_size=500, test_size=2000,
+                eps=0.1, attack_steps=7, epochs=40, batch_size=64, lr=0.05, eval_attack_steps=10,
+                eval_train_size=1000, pseudo_epochs=10),
+    "paper": dict(dataset="cifar10", model="preactresnet18", eps=8 / 255, attack_alpha=2 / 255, attack_steps=10,
+                  epochs=200, batch_size=128, lr=0.1, eval_attack_steps=20, eval_train_size=1000,
+                  test_size=None, train_size=None, val_size=1000),
+}
+
+
+def default_profile() -> str:
+    """``$AWP_PROFILE`` if set (the book build and nbval use ``smoke``), else ``cpu``."""
+    p = os.environ.get("AWP_PROFILE", "cpu")
+    check_choice("profile (from $AWP_PROFILE)", p, PROFILES)
+    return p
+
+
+def keys() -> list[str]:
+    return [f.name for f in fields(Config)]
+
+
+def make_config(profile: str | None = None, **overrides) -> Config:
+    """The ``profile`` preset with ``overrides`` on top; a misspelt key raises, naming it."""
+    profile = profile or default_profile()
+    check_choice("profile", profile, PROFILES)
+    for k in overrides:
+        if k not in keys():
+            near = difflib.get_close_matches(k, keys(), n=1)
+            hint = f" did you mean {near[0]!r}?" if near else ""
+            raise ValueError(f"unknown config key {k!r};{hint} valid keys: {', '.join(keys())}")
+    return Config(**{**PRESETS[profile], **overrides, "profile": profile})

@@ -1,0 +1,390 @@
+"""One training loop for every method, with or without AWP (Algorithm 2).
+
+Per epoch it records, at the weights w (never at w + v): train robust accuracy on a fixed
+training subset, validation robust accuracy (which selects ``best``; the test set never
+does), test natural and robust accuracy, losses, learning rate and time. Metrics (JSON and
+CSV) and checkpoints (``last.pt``, ``best.pt``) are written atomically every epoch, and
+running the same command with the same ``out`` resumes an interrupted run: each epoch's
+randomness is seeded by ``(seed, epoch)``, so a resumed run equals an uninterrupted one.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import attacks, data, methods, models
+from .awp import AWP, perturbable
+from .config import Config, keys, make_config
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+# ----------------------------------------------------------------------------- schedules (C.1)
+def lr_at(cfg: Config, t: float) -> float:
+    """Learning rate at fractional epoch ``t``: piecewise (x0.1 at 50% and 75%), cosine
+    lr/2·(cos(πt/T) + 1), cyclic (0 → lr at ``cyclic_peak``·T → 0 at T), or constant."""
+    T = cfg.epochs
+    if cfg.schedule == "piecewise":
+        return cfg.lr * (0.1 ** ((t >= 0.5 * T) + (t >= 0.75 * T)))
+    if cfg.schedule == "cosine":
+        return cfg.lr / 2 * (math.cos(math.pi * t / T) + 1)
+    if cfg.schedule == "cyclic":
+        peak = cfg.cyclic_peak * T
+        return cfg.lr * (t / peak if t < peak else max(0.0, (T - t) / (T - peak)))
+    return cfg.lr
+
+
+# ----------------------------------------------------------------------------- io helpers
+def atomic_write(path: Path, write) -> None:
+    """Write through a temporary file and rename: a crash never leaves a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_torch(obj, path: Path) -> None:
+    atomic_write(path, lambda p: torch.save(obj, p))
+
+
+def save_text(text: str, path: Path) -> None:
+    atomic_write(path, lambda p: p.write_text(text))
+
+
+def load_torch(path: Path):
+    """Checkpoints hold tensors, numbers, strings and dicts only: loaded with ``weights_only=True``."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def metrics_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- regularisers (App. F)
+def cutout(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero a random ``size`` x ``size`` patch per image (centre anywhere, clipped at borders)."""
+    n, _, h, w = x.shape
+    cy, cx = torch.randint(0, h, (n,)), torch.randint(0, w, (n,))
+    ys, xs = torch.arange(h)[None], torch.arange(w)[None]
+    my = ((ys - cy[:, None]) >= -(size // 2)) & ((ys - cy[:, None]) < size - size // 2)
+    mx = ((xs - cx[:, None]) >= -(size // 2)) & ((xs - cx[:, None]) < size - size // 2)
+    my, mx = my.to(x.device), mx.to(x.device)
+    mask = (my[:, :, None] & mx[:, None, :])[:, None]
+    return x.masked_fill(mask, 0.0)
+
+
+def mixup(x, y, alpha: float, num_classes: int):
+    """x̃ = λx + (1−λ)x[π], ỹ = λ·onehot(y) + (1−λ)·onehot(y[π]), λ ~ Beta(α, α)."""
+    lam = torch.distributions.Beta(alpha, alpha).sample().item()
+    perm = torch.randperm(len(x), device=x.device)
+    yo = F.one_hot(y, num_classes).float()
+    return lam * x + (1 - lam) * x[perm], lam * yo + (1 - lam) * yo[perm]
+
+
+def weight_penalty(model, kind: str, strength: float) -> torch.Tensor:
+    """λ·Σ|w| (``l1``) or λ·Σw² (``l2``) over conv and linear kernels, added to the training loss."""
+    ws = [p for _, p in perturbable(model)]
+    if kind == "l1":
+        return strength * sum(w.abs().sum() for w in ws)
+    return strength * sum(w.pow(2).sum() for w in ws)
+
+
+# ----------------------------------------------------------------------------- RST pseudo-labels
+def pseudo_label(cfg: Config, splits: data.Splits, device) -> torch.Tensor:
+    """Train a standard (non-robust) model on the labelled set, then label the pool with it."""
+    torch.manual_seed(cfg.seed + 7)
+    model = models.build_model(cfg.model, cfg.dataset, cfg.width).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    loader = data.Loader(*splits.train, cfg.batch_size, True, cfg.augment or data.AUGMENT[cfg.dataset],
+                         cfg.seed + 7, device)
+    steps = cfg.pseudo_epochs * len(loader)
+    for e in range(cfg.pseudo_epochs):
+        loader.set_epoch(e)
+        model.train()
+        for i, (x, y) in enumerate(loader):
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr / 2 * (math.cos(math.pi * (e * len(loader) + i) / steps) + 1)
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    model.eval()
+    pool = data.Loader(splits.pool[0], splits.pool[1], 512, device=device)
+    with torch.no_grad():
+        return torch.cat([model(x).argmax(1).cpu() for x, _ in pool])
+
+
+class MixedLoader:
+    """RST batches: a ``1 − unsup_fraction`` share of labelled images, the rest pseudo-labelled.
+
+    An epoch is one pass over the labelled set.
+    """
+
+    def __init__(self, labelled: data.Loader, pseudo: data.Loader, unsup_fraction: float):
+        self.labelled, self.pseudo, self.f = labelled, pseudo, unsup_fraction
+
+    def set_epoch(self, e):
+        self.labelled.set_epoch(e)
+        self.pseudo.set_epoch(e)
+
+    def __len__(self):
+        return len(self.labelled)
+
+    def __iter__(self):
+        it = iter(self.pseudo)
+        for x, y in self.labelled:
+            try:
+                xu, yu = next(it)
+            except StopIteration:
+                it = iter(self.pseudo)
+                xu, yu = next(it)
+            yield torch.cat([x, xu]), torch.cat([y, yu])
+
+
+# ----------------------------------------------------------------------------- evaluation per epoch
+def robust_accuracy(model, loader, cfg: Config, steps: int) -> tuple[float, float]:
+    """(natural, PGD-``steps``) accuracy at the current weights, BN in eval mode."""
+    model.eval()
+    nat = rob = n = 0
+    for x, y in loader:
+        x_adv = attacks.pgd(model, x, y, cfg.eps, cfg.alpha, steps, cfg.norm, bn_mode="eval")
+        with torch.no_grad():
+            nat += (model(x).argmax(1) == y).sum().item()
+            rob += (model(x_adv).argmax(1) == y).sum().item()
+        n += len(y)
+    return nat / n, rob / n
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------- the loop
+def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits | None = None,
+          progress: str = "auto") -> list[dict]:
+    """Train ``cfg`` and return its per-epoch metrics; with ``out``, write and resume a run there.
+
+    ``progress``: ``auto`` (a tqdm bar in a terminal, one line per epoch otherwise), ``bar``,
+    ``line`` or ``none``.
+    """
+    cfg.validate()
+    out = Path(out) if out is not None else None
+    rows, start, best = [], 0, {"val_robust": -1.0, "epoch": None}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "checkpoints").mkdir(exist_ok=True)
+        saved_cfg = out / "config.json"
+        if saved_cfg.exists():
+            old = json.loads(saved_cfg.read_text())
+            diff = {k: (old.get(k), v) for k, v in cfg.to_dict().items() if old.get(k) != v and k != "device"}
+            if diff:
+                raise ValueError(f"{out} holds a run with another config (key: old -> new): "
+                                 + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+                                 + ". Use another --out, or delete that folder to start over.")
+        else:
+            save_text(json.dumps(cfg.to_dict(), indent=2), saved_cfg)
+    device = resolve_device(cfg.device)
+    if splits is None:
+        splits = data.get_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = models.build_model(cfg.model, cfg.dataset, cfg.width).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    method = methods.get(cfg.method)
+    awp = AWP(model, cfg.awp_gamma, cfg.awp_steps, cfg.awp_alternations, cfg.awp_step) if cfg.awp_gamma > 0 else None
+
+    augment = cfg.augment or data.AUGMENT[cfg.dataset]
+    train_loader = data.Loader(*splits.train, cfg.batch_size, True, augment, cfg.seed, device)
+    if cfg.method == "rst":
+        labels_path = out / "pseudo_labels.pt" if out else None
+        if labels_path is not None and labels_path.exists():
+            pseudo = load_torch(labels_path)
+        else:
+            pseudo = pseudo_label(cfg, splits, device)
+            if labels_path is not None:
+                save_torch(pseudo, labels_path)
+        n_lab = max(1, round(cfg.batch_size * (1 - cfg.unsup_fraction)))
+        train_loader = MixedLoader(data.Loader(*splits.train, n_lab, True, augment, cfg.seed, device),
+                                   data.Loader(splits.pool[0], pseudo, cfg.batch_size - n_lab, True, augment,
+                                               cfg.seed + 1, device), cfg.unsup_fraction)
+    n_eval = min(cfg.eval_train_size, len(splits.train[1]))
+    train_eval = data.Loader(splits.train[0][:n_eval], splits.train[1][:n_eval], 512, device=device)
+    val_loader = data.Loader(*splits.val, 512, device=device)
+    test_loader = data.Loader(*splits.test, 512, device=device)
+
+    if out is not None and (out / "checkpoints" / "last.pt").exists():
+        ck = load_torch(out / "checkpoints" / "last.pt")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        rows, start, best = json.loads(ck["metrics"]), ck["epoch"], json.loads(ck["best"])
+        if start >= cfg.epochs:
+            _log(progress, f"{out}: finished ({cfg.epochs} epochs); nothing to do")
+            return rows
+
+    bar = _bar(progress, cfg.epochs, start)
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+        train_loader.set_epoch(epoch)
+        use_awp = awp is not None and epoch >= cfg.awp_warmup
+        model.train()
+        tot_loss = tot_n = 0.0
+        for i, (x, y) in enumerate(train_loader):
+            lr = lr_at(cfg, epoch + i / len(train_loader))
+            for g in opt.param_groups:  # every group, every iteration
+                g["lr"] = lr
+            target = y
+            if cfg.regularizer == "cutout":
+                x = cutout(x, int(cfg.reg))
+            elif cfg.regularizer == "mixup":
+                x, target = mixup(x, y, cfg.reg, splits.num_classes)
+            for a in range(cfg.awp_alternations if use_awp else 1):   # Algorithm 2, lines 5-15
+                x_adv = method.perturb(model, x, target, cfg)
+                if use_awp:
+                    awp.perturb(lambda: method.loss(model, x, x_adv, target, cfg))
+            loss = method.loss(model, x, x_adv, target, cfg)
+            if cfg.regularizer in ("l1", "l2"):
+                loss = loss + weight_penalty(model, cfg.regularizer, cfg.reg)
+            if not torch.isfinite(loss):
+                if use_awp:
+                    awp.restore()
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1} (lr={lr:g}); "
+                    + (f"the last good checkpoint is {out / 'checkpoints' / 'last.pt'} (epoch {start})"
+                       if out is not None and start > 0 else "no checkpoint was written yet")
+                    + ". Try a smaller lr or gamma.")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()               # gradient taken at w + v
+            if use_awp:
+                awp.restore()             # back to w ...
+            opt.step()                    # ... and w <- w - lr * grad(w + v)   (Algorithm 2, line 16)
+            tot_loss += loss.item() * len(y)
+            tot_n += len(y)
+        t_train = time.perf_counter() - t0
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": tot_loss / tot_n, "awp": use_awp}
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            row["train_natural"], row["train_robust"] = robust_accuracy(model, train_eval, cfg, cfg.eval_attack_steps)
+            row["val_natural"], row["val_robust"] = robust_accuracy(model, val_loader, cfg, cfg.eval_attack_steps)
+            row["test_natural"], row["test_robust"] = robust_accuracy(model, test_loader, cfg, cfg.eval_attack_steps)
+            row["gap"] = row["train_robust"] - row["test_robust"]
+        row["time_train"], row["time_total"] = t_train, time.perf_counter() - t0
+        rows.append(row)
+        if "val_robust" in row and row["val_robust"] > best["val_robust"]:
+            best = {"val_robust": row["val_robust"], "epoch": epoch + 1}
+            if out is not None:
+                save_torch({"model": model.state_dict(), "epoch": epoch + 1}, out / "checkpoints" / "best.pt")
+        if out is not None:
+            if _keep_epoch(cfg, epoch + 1):
+                save_torch({"model": model.state_dict(), "epoch": epoch + 1}, out / "checkpoints" / f"epoch{epoch + 1}.pt")
+            save_text(json.dumps(rows, indent=1), out / "metrics.json")
+            save_text(metrics_csv(rows), out / "metrics.csv")
+            save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                        "metrics": json.dumps(rows), "best": json.dumps(best)}, out / "checkpoints" / "last.pt")
+        _report(bar, progress, row, cfg)
+    if bar is not None:
+        bar.close()
+    return rows
+
+
+def _keep_epoch(cfg: Config, epoch: int) -> bool:
+    """Also keep the checkpoints the landscape chapters compare: 10 evenly spaced epochs."""
+    return epoch % max(1, cfg.epochs // 10) == 0
+
+
+def _interactive(progress: str) -> bool:
+    return progress == "bar" or (progress == "auto" and sys.stderr.isatty())
+
+
+def _bar(progress, total, start):
+    if not _interactive(progress):
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=start, unit="epoch")
+
+
+def _fmt(row):
+    keys_ = ("train_robust", "val_robust", "test_natural", "test_robust")
+    return " ".join(f"{k}={row[k]:.3f}" for k in keys_ if k in row) + f" loss={row['train_loss']:.3f} lr={row['lr']:.4g}"
+
+
+def _report(bar, progress, row, cfg):
+    if bar is not None:
+        bar.set_postfix_str(_fmt(row))
+        bar.update(1)
+    else:
+        _log(progress, f"epoch {row['epoch']}/{cfg.epochs} {_fmt(row)} ({row['time_total']:.1f}s)")
+
+
+def _log(progress, msg):
+    if progress != "none":
+        print(msg, flush=True)
+
+
+# ----------------------------------------------------------------------------- CLI
+def default_out(cfg: Config) -> Path:
+    awp = f"-awp{cfg.awp_gamma:g}" if cfg.awp_gamma > 0 else ""
+    reg = f"-{cfg.regularizer}" if cfg.regularizer != "none" else ""
+    return Path("runs") / cfg.profile / f"{cfg.dataset}-{cfg.norm}-{cfg.method}{awp}{reg}-s{cfg.seed}"
+
+
+def _parse_value(text: str):
+    """CLI and papermill strings → Python values: ints, floats, fractions like 8/255, None, booleans."""
+    low = text.strip().lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    if "/" in text:
+        a, b = text.split("/", 1)
+        try:
+            return float(a) / float(b)
+        except ValueError:
+            pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def register_cli(sub) -> None:
+    p = sub.add_parser("train", help="train one run (any method, with or without AWP); resumes from --out",
+                       description="Every config key is a flag; values like 8/255 are accepted.")
+    p.add_argument("--profile", default=None, help="smoke | cpu | paper (default: $AWP_PROFILE or cpu)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<profile>/<dataset>-<norm>-<method>...)")
+    p.add_argument("--progress", default="auto", choices=["auto", "bar", "line", "none"])
+    for k in keys():
+        if k != "profile":
+            p.add_argument("--" + k.replace("_", "-"), dest=k, type=_parse_value, default=argparse.SUPPRESS)
+    p.set_defaults(fn=_cmd_train)
+
+
+def _cmd_train(args) -> None:
+    overrides = {k: v for k, v in vars(args).items() if k in keys() and k != "profile"}
+    cfg = make_config(args.profile, **overrides)
+    out = Path(args.out) if args.out else default_out(cfg)
+    rows = train(cfg, out, progress=args.progress)
+    last = rows[-1]
+    print(json.dumps({"out": str(out), "epochs": len(rows), "last": {k: last.get(k) for k in
+                      ("test_natural", "test_robust", "train_robust", "val_robust")}}))
