@@ -224,7 +224,8 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
         n_lab = max(1, round(cfg.batch_size * (1 - cfg.unsup_fraction)))
         train_loader = MixedLoader(data.Loader(*splits.train, n_lab, True, augment, cfg.seed, device),
                                    data.Loader(splits.pool[0], pseudo, cfg.batch_size - n_lab, True, augment,
-                                               cfg.seed + 1, device), cfg.unsup_fraction)
+                                               cfg.seed + 1, device, drop_last=len(pseudo) >= cfg.batch_size - n_lab),
+                                   cfg.unsup_fraction)
     n_eval = min(cfg.eval_train_size, len(splits.train[1]))
     train_eval = data.Loader(splits.train[0][:n_eval], splits.train[1][:n_eval], 512, device=device)
     val_loader = data.Loader(*splits.val, 512, device=device)
@@ -268,8 +269,8 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
                     awp.restore()
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1} (lr={lr:g}); "
-                    + (f"the last good checkpoint is {out / 'checkpoints' / 'last.pt'} (epoch {start})"
-                       if out is not None and start > 0 else "no checkpoint was written yet")
+                    + (f"the last good checkpoint is {out / 'checkpoints' / 'last.pt'} (epoch {epoch})"
+                       if out is not None and epoch > 0 else "no checkpoint was written yet")
                     + ". Try a smaller lr or gamma.")
             opt.zero_grad(set_to_none=True)
             loss.backward()               # gradient taken at w + v

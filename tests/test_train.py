@@ -1,0 +1,174 @@
+"""The training loop: resume, determinism, validation, divergence, CLI."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from awp_lib import data, train as T
+from awp_lib.config import make_config
+
+TIMES = ("time_train", "time_total")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return data.get_splits("fashion-mnist", train_size=192, val_size=100, test_size=100, seed=0)
+
+
+def cfg_(**kw):
+    return make_config("smoke", **{"epochs": 3, "train_size": 192, "val_size": 100, "test_size": 100, **kw})
+
+
+def strip(rows):
+    return [{k: v for k, v in r.items() if k not in TIMES} for r in rows]
+
+
+def same_weights(a, b):
+    sa, sb = T.load_torch(a)["model"], T.load_torch(b)["model"]
+    return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("method,gamma", [("at", 0.0), ("trades", 5e-3)])
+def test_resume_equals_uninterrupted(tmp_path, tiny, monkeypatch, method, gamma):
+    cfg = cfg_(method=method, awp_gamma=gamma)
+    full = T.train(cfg, tmp_path / "full", tiny, progress="none")
+    original = T._report
+
+    def crash_after_two(bar, progress, row, c):
+        original(bar, progress, row, c)
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(T, "_report", crash_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(cfg, tmp_path / "resumed", tiny, progress="none")
+    assert T.load_torch(tmp_path / "resumed/checkpoints/last.pt")["epoch"] == 2
+    monkeypatch.setattr(T, "_report", original)
+    resumed = T.train(cfg, tmp_path / "resumed", tiny, progress="none")
+    assert strip(resumed) == strip(full)
+    assert same_weights(tmp_path / "full/checkpoints/last.pt", tmp_path / "resumed/checkpoints/last.pt")
+    # a finished run does nothing the second time
+    again = T.train(cfg, tmp_path / "resumed", tiny, progress="none")
+    assert strip(again) == strip(full)
+
+
+def test_same_seed_same_metrics_and_outputs(tmp_path, tiny):
+    cfg = cfg_(method="mart", awp_gamma=1e-2, epochs=2)
+    a = T.train(cfg, tmp_path / "a", tiny, progress="none")
+    b = T.train(cfg, tmp_path / "b", tiny, progress="none")
+    assert strip(a) == strip(b)
+    c = T.train(cfg_(method="mart", awp_gamma=1e-2, epochs=2, seed=1), None, tiny, progress="none")
+    assert strip(c) != strip(a)
+    for row in a:
+        for k in ("train_robust", "val_robust", "test_natural", "test_robust"):
+            assert 0 <= row[k] <= 1
+        assert row["test_robust"] <= row["test_natural"]
+    saved = json.loads((tmp_path / "a/metrics.json").read_text())
+    assert strip(saved) == strip(a)
+    assert (tmp_path / "a/metrics.csv").read_text().splitlines()[0].startswith("epoch,lr,train_loss")
+    assert {p.name for p in (tmp_path / "a/checkpoints").iterdir()} >= {"last.pt", "best.pt"}
+    best_epoch = max(a, key=lambda r: r["val_robust"])["epoch"]
+    assert T.load_torch(tmp_path / "a/checkpoints/best.pt")["epoch"] == best_epoch
+
+
+def test_changed_config_in_same_folder_refused(tmp_path, tiny):
+    T.train(cfg_(epochs=1), tmp_path, tiny, progress="none")
+    with pytest.raises(ValueError, match=r"awp_gamma: 0.0 -> 0.01"):
+        T.train(cfg_(epochs=1, awp_gamma=0.01), tmp_path, tiny, progress="none")
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, monkeypatch):
+    monkeypatch.setattr(T, "lr_at", lambda cfg, t: 0.05 if t < 1 else 1e30)
+    with pytest.raises(T.TrainingDiverged, match="epoch 2.*last good checkpoint.*last.pt \\(epoch 1\\)"):
+        T.train(cfg_(epochs=3), tmp_path, tiny, progress="none")
+    ck = T.load_torch(tmp_path / "checkpoints/last.pt")
+    assert ck["epoch"] == 1 and all(torch.isfinite(v).all() for v in ck["model"].values())
+
+
+def test_refuses_checkpoint_with_pickled_objects(tmp_path):
+    import collections
+    torch.save({"model": {}, "x": collections.OrderedDict, "f": math.floor}, tmp_path / "bad.pt")
+    with pytest.raises(Exception, match="(?i)weights_only|unsupported global"):
+        T.load_torch(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(method="pgd"), "unknown method 'pgd'"), (dict(schedule="step"), "unknown schedule 'step'"),
+    (dict(dataset="mnist"), "unknown dataset 'mnist'"), (dict(norm="l1"), "unknown norm 'l1'"),
+    (dict(model="resnet"), "unknown model 'resnet'"), (dict(awp_gamma=-1e-3), "awp_gamma=-0.001"),
+    (dict(eps=0), "eps=0"), (dict(eps=8), "eps=8 is above 1"), (dict(epochs=0), "epochs=0"),
+    (dict(awp_gama=0.01), "unknown config key 'awp_gama'; did you mean 'awp_gamma'"),
+    (dict(regularizer="mixup", method="trades"), "mixup"), (dict(regularizer="dropout"), "valid choices: none, l1"),
+])
+def test_bad_config(kw, needle):
+    with pytest.raises(ValueError) as e:
+        make_config("smoke", **kw)
+    assert needle in str(e.value)
+    if "unknown" in needle:
+        assert "valid" in str(e.value)
+
+
+def test_schedules():
+    c = make_config("smoke", epochs=200, lr=0.1)
+    assert T.lr_at(c, 0) == 0.1 and T.lr_at(c, 100) == pytest.approx(0.01) and T.lr_at(c, 150) == pytest.approx(0.001)
+    c = make_config("smoke", epochs=200, lr=0.1, schedule="cosine")
+    assert T.lr_at(c, 100) == pytest.approx(0.05 * (math.cos(math.pi / 2) + 1))  # the paper: 0.05(cos(πt/200)+1)
+    c = make_config("smoke", epochs=200, lr=0.2, schedule="cyclic")
+    assert T.lr_at(c, 0) == 0 and T.lr_at(c, 80) == pytest.approx(0.2) and T.lr_at(c, 140) == pytest.approx(0.1)
+
+
+def test_lr_applied_to_every_param_group(tmp_path, tiny, monkeypatch):
+    seen = []
+    real_step = torch.optim.SGD.step
+
+    def spy(self, *a, **k):
+        seen.append([g["lr"] for g in self.param_groups])
+        return real_step(self, *a, **k)
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    T.train(cfg_(epochs=2, schedule="cosine"), None, tiny, progress="none")
+    assert len({tuple(s) for s in seen}) > 2  # changes per iteration, not per epoch
+    assert seen[0][0] == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("kw", [dict(method="rst", awp_gamma=5e-3), dict(regularizer="mixup"),
+                                dict(regularizer="cutout"), dict(regularizer="l1"), dict(regularizer="l2"),
+                                dict(awp_gamma=1e-2, awp_steps=2, awp_alternations=2, awp_warmup=1)])
+def test_variants_run(tiny, kw):
+    rows = T.train(cfg_(epochs=2, **kw), None, tiny, progress="none")
+    assert len(rows) == 2 and all(math.isfinite(r["train_loss"]) for r in rows)
+    if kw.get("awp_warmup"):
+        assert [r["awp"] for r in rows] == [False, True]
+
+
+def test_mixed_loader_fraction(tiny):
+    lab = data.Loader(*tiny.train, 32, True)
+    pool = data.Loader(tiny.pool[0][:100], torch.full((100,), 9), 32, True, drop_last=True)
+    for x, y in T.MixedLoader(lab, pool, 0.5):
+        assert len(y) == 64 and (y[32:] == 9).all()
+
+
+def test_cutout_patch():
+    x = torch.ones(4, 1, 28, 28)
+    out = T.cutout(x, 14)
+    zeros = (out == 0).flatten(1).sum(1)
+    assert (zeros <= 14 * 14).all() and (zeros >= 7 * 7).all()
+
+
+def test_cli_smoke(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "awp_lib", "train", "--dataset", "fashion-mnist", "--method", "trades",
+           "--awp-gamma", "5e-3", "--profile", "smoke", "--out", str(out), "--eps", "25/255"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["epochs"] == 2
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["eps"] == pytest.approx(25 / 255) and cfg["awp_gamma"] == 5e-3 and cfg["method"] == "trades"
+    assert (out / "metrics.csv").exists() and (out / "checkpoints/last.pt").exists()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert "nothing to do" in r.stdout
+    bad = subprocess.run(cmd[:4] + ["--awp-gama", "1"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--awp-gama" in bad.stderr
+    bad = subprocess.run(cmd[:4] + ["--method", "sgd", "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown method 'sgd'" in bad.stderr
