@@ -24,10 +24,13 @@ def perturbable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 def project_layerwise(v: list[torch.Tensor], w: list[torch.Tensor], gamma: float) -> list[torch.Tensor]:
-    """Π_γ (Eq. 15): rescale each v_l with ‖v_l‖ > γ‖w_l‖ onto the sphere of radius γ‖w_l‖."""
+    """Π_γ (Eq. 15): rescale each v_l with ‖v_l‖ > γ‖w_l‖ onto the sphere of radius γ‖w_l‖.
+
+    ``w`` holds the layers' weights, or just their norms ‖w_l‖ (0-d tensors).
+    """
     out = []
     for vl, wl in zip(v, w):
-        radius, norm = gamma * wl.norm(), vl.norm()
+        radius, norm = gamma * (wl.norm() if wl.dim() else wl), vl.norm()
         out.append(vl * (radius / norm) if norm > radius else vl)
     return out
 
@@ -54,7 +57,8 @@ class AWP:
             raise ValueError(f"awp steps={steps!r} and alternations={alternations!r} must be positive integers")
         self.model, self.gamma, self.steps, self.alternations = model, gamma, steps, alternations
         self.step_size = gamma / (alternations * steps) if step_size is None else step_size
-        self.names, self.params = zip(*perturbable(model)) if perturbable(model) else ((), ())
+        named = perturbable(model)
+        self.names, self.params = (tuple(n for n, _ in named), tuple(p for _, p in named))
         self.v = None  # the perturbation currently applied, or None
 
     def _bn_buffers(self):
@@ -74,18 +78,14 @@ class AWP:
         if self.gamma == 0:
             return []
         saved = [b.clone() for b in self._bn_buffers()]
-        w = [p.detach().clone() for p in self.params] if self.v is None else \
-            [p.detach() - v for p, v in zip(self.params, self.v)]
+        if self.v is None:  # a new batch: ‖w_l‖ is fixed until restore()
+            self.w_norms = [p.detach().norm() for p in self.params]
         v = self.v or [torch.zeros_like(p) for p in self.params]
         for _ in range(steps or self.steps):
             grads = torch.autograd.grad(loss_fn(), self.params, allow_unused=True)
-            new_v = []
-            for vl, g, wl in zip(v, grads, w):
-                if g is None:
-                    new_v.append(vl)
-                    continue
-                new_v.append(vl + self.step_size * wl.norm() * g / (g.norm() + 1e-20))
-            new_v = project_layerwise(new_v, w, self.gamma)
+            new_v = [vl if g is None else vl + (self.step_size * wn / (g.norm() + 1e-20)) * g
+                     for vl, g, wn in zip(v, grads, self.w_norms)]
+            new_v = project_layerwise(new_v, self.w_norms, self.gamma)
             self._apply([nv - vl for nv, vl in zip(new_v, v)])
             v = new_v
         with torch.no_grad():

@@ -67,6 +67,98 @@ def pgd_vs_torchattacks(device="cpu", quick=False):
     return out
 
 
+class ProxyAWP:
+    """The official code's AWP (``utils_awp.AdvWeightPerturb``), kept here only as a benchmark peer:
+    a deep-copied proxy model, ``load_state_dict`` every batch, one SGD ascent step on the proxy,
+    then the layer-normalised difference added to the real model."""
+
+    def __init__(self, model, gamma, loss_fn):
+        import copy
+        self.model, self.gamma, self.loss_fn = model, gamma, loss_fn
+        self.proxy = copy.deepcopy(model)
+        self.proxy_opt = torch.optim.SGD(self.proxy.parameters(), lr=0.01)
+
+    def calc_awp(self, x, x_adv, y):
+        self.proxy.load_state_dict(self.model.state_dict())
+        self.proxy.train()
+        loss = -self.loss_fn(self.proxy, x, x_adv, y)
+        self.proxy_opt.zero_grad()
+        loss.backward()
+        self.proxy_opt.step()
+        diff = {}
+        ms, ps = dict(self.model.named_parameters()), dict(self.proxy.named_parameters())
+        for k, w in ms.items():
+            if w.dim() <= 1:
+                continue
+            d = ps[k].detach() - w.detach()
+            diff[k] = w.detach().norm() / (d.norm() + 1e-20) * d
+        return diff
+
+    @torch.no_grad()
+    def add(self, diff, coeff):
+        for k, p in self.model.named_parameters():
+            if k in diff:
+                p.add_(coeff * self.gamma * diff[k])
+
+
+def _at_setup(device, batch=128, gamma=1e-2):
+    """PreActResNet-18 on a GPU; on a CPU a SmallCNN of width 32 (a ResNet step takes ~25 s there)."""
+    arch = "smallcnn" if str(device) == "cpu" else "preactresnet18"
+    from . import data, methods, models
+    from .config import make_config
+    cfg = make_config("smoke", model=arch, width=32, eps=0.1, attack_steps=10, awp_gamma=gamma)
+    torch.manual_seed(0)
+    model = models.build_model(arch, "fashion-mnist", width=32).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    s = data.get_splits("fashion-mnist", train_size=batch, val_size=100, test_size=100, seed=0)
+    x, y = s.train[0].float().div(255).to(device), s.train[1].to(device)
+    return cfg, model, opt, methods.get("at"), x, y
+
+
+@bench
+def awp_overhead(device="cpu", quick=False):
+    """AT-AWP step time / AT step time (goal <= 1.10): PGD-10 input attack + AWP + update."""
+    from .awp import AWP
+    from .train import train_step
+    cfg, model, opt, method, x, y = _at_setup(device)
+    awp = AWP(model, cfg.awp_gamma)
+    out = timed_pair(lambda: train_step(model, opt, method, cfg, x, y, awp),
+                     lambda: train_step(model, opt, method, cfg, x, y, None), repeats=2 if quick else 5)
+    out.update(goal="<= 1.10", model=cfg.model, batch=len(y), attack_steps=cfg.attack_steps,
+               paper_official_logs="CIFAR-10 Linf PreActResNet-18: 302.0 / 277.4 s per epoch = 1.089")
+    return out
+
+
+@bench
+def awp_vs_proxy(device="cpu", quick=False):
+    """Our AWP / the official proxy-model AWP (goal <= 0.97), the weight part of a step:
+    weight attack + loss at w+v + backward + restore + optimizer step, same model, batch and x'."""
+    from .attacks import pgd
+    from .awp import AWP
+    cfg, model, opt, method, x, y = _at_setup(device)
+    x_adv = pgd(model, x, y, cfg.eps, cfg.alpha, cfg.attack_steps, bn_mode="eval")
+    ours, proxy = AWP(model, cfg.awp_gamma), ProxyAWP(model, cfg.awp_gamma, method.loss)
+    loss = lambda: method.loss(model, x, x_adv, y)
+
+    def step_ours():
+        ours.perturb(loss)
+        opt.zero_grad()
+        loss().backward()
+        ours.restore()
+        opt.step()
+
+    def step_proxy():
+        diff = proxy.calc_awp(x, x_adv, y)
+        proxy.add(diff, 1.0)
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+        proxy.add(diff, -1.0)
+    out = timed_pair(step_ours, step_proxy, repeats=3 if quick else 9)
+    out.update(goal="<= 0.97", model=cfg.model, batch=len(y))
+    return out
+
+
 def run(names=None, device="cpu", quick=False) -> dict:
     """Run the named benchmarks (all by default) and return ``{name: result}``."""
     names = names or list(BENCHES)

@@ -157,6 +157,38 @@ class MixedLoader:
             yield torch.cat([x, xu]), torch.cat([y, yu])
 
 
+# ----------------------------------------------------------------------------- one step
+def train_step(model, opt, method: methods.Method, cfg: Config, x, y, awp: AWP | None = None,
+               num_classes: int = 10) -> torch.Tensor:
+    """One mini-batch of Algorithm 2 (plain ``method`` training when ``awp`` is None); returns the loss.
+
+    Input attack at w + v, then K₂ weight-ascent steps, ``A`` times (lines 5-15); the gradient
+    of the method's loss at w + v; restore w; optimizer step (line 16).
+    """
+    target = y
+    if cfg.regularizer == "cutout":
+        x = cutout(x, int(cfg.reg))
+    elif cfg.regularizer == "mixup":
+        x, target = mixup(x, y, cfg.reg, num_classes)
+    for _ in range(cfg.awp_alternations if awp is not None else 1):
+        x_adv = method.perturb(model, x, target, cfg)
+        if awp is not None:
+            awp.perturb(lambda: method.loss(model, x, x_adv, target, cfg))
+    loss = method.loss(model, x, x_adv, target, cfg)
+    if cfg.regularizer in ("l1", "l2"):
+        loss = loss + weight_penalty(model, cfg.regularizer, cfg.reg)
+    if not torch.isfinite(loss):
+        if awp is not None:
+            awp.restore()
+        raise TrainingDiverged(f"loss became {loss.item()}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()      # gradient taken at w + v
+    if awp is not None:
+        awp.restore()    # back to w ...
+    opt.step()           # ... and w <- w - lr * grad(w + v)   (Algorithm 2, line 16)
+    return loss.detach()
+
+
 # ----------------------------------------------------------------------------- evaluation per epoch
 def robust_accuracy(model, loader, cfg: Config, steps: int) -> tuple[float, float]:
     """(natural, PGD-``steps``) accuracy at the current weights, BN in eval mode."""
@@ -252,31 +284,14 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
             lr = lr_at(cfg, epoch + i / len(train_loader))
             for g in opt.param_groups:  # every group, every iteration
                 g["lr"] = lr
-            target = y
-            if cfg.regularizer == "cutout":
-                x = cutout(x, int(cfg.reg))
-            elif cfg.regularizer == "mixup":
-                x, target = mixup(x, y, cfg.reg, splits.num_classes)
-            for a in range(cfg.awp_alternations if use_awp else 1):   # Algorithm 2, lines 5-15
-                x_adv = method.perturb(model, x, target, cfg)
-                if use_awp:
-                    awp.perturb(lambda: method.loss(model, x, x_adv, target, cfg))
-            loss = method.loss(model, x, x_adv, target, cfg)
-            if cfg.regularizer in ("l1", "l2"):
-                loss = loss + weight_penalty(model, cfg.regularizer, cfg.reg)
-            if not torch.isfinite(loss):
-                if use_awp:
-                    awp.restore()
+            try:
+                loss = train_step(model, opt, method, cfg, x, y, awp if use_awp else None, splits.num_classes)
+            except TrainingDiverged as e:
                 raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1} (lr={lr:g}); "
+                    f"{e} at epoch {epoch + 1}, batch {i + 1} (lr={lr:g}); "
                     + (f"the last good checkpoint is {out / 'checkpoints' / 'last.pt'} (epoch {epoch})"
                        if out is not None and epoch > 0 else "no checkpoint was written yet")
-                    + ". Try a smaller lr or gamma.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()               # gradient taken at w + v
-            if use_awp:
-                awp.restore()             # back to w ...
-            opt.step()                    # ... and w <- w - lr * grad(w + v)   (Algorithm 2, line 16)
+                    + ". Try a smaller lr or gamma.") from None
             tot_loss += loss.item() * len(y)
             tot_n += len(y)
         t_train = time.perf_counter() - t0
