@@ -159,6 +159,40 @@ def awp_vs_proxy(device="cpu", quick=False):
     return out
 
 
+@bench
+def landscape_overhead(device="cpu", quick=False):
+    """1-D landscape time / (points x one PGD robust-loss pass on the same data) (goal <= 1.10),
+    and the speed-up over a naive loop that deep-copies the model for every α."""
+    import copy
+    from . import landscape as L
+    model, x, y = _small_trained_model(device)
+    data = (x[:512], y[:512])
+    alphas = [-1.0, -0.5, 0.0, 0.5, 1.0]
+    kw = dict(eps=0.1, attack_alpha=0.025, attack_steps=10, n=512, batch_size=512)
+    batches = L._batches(data, 512, 512)
+
+    def ours():
+        L.landscape_1d(model, data, alphas, k=1, **kw)
+
+    def plain_passes():
+        for _ in alphas:
+            L.robust_losses(model, batches, 0.1, 0.025, 10)
+
+    def naive():
+        d = L.random_direction(model, 0)
+        for a in alphas:
+            m = copy.deepcopy(model)
+            with torch.no_grad():
+                for n, p in m.named_parameters():
+                    p.add_(a * d[n])
+            L.robust_losses(m, batches, 0.1, 0.025, 10)
+    out = timed_pair(ours, plain_passes, repeats=2 if quick else 5)
+    naive_vs = timed_pair(naive, ours, repeats=2 if quick else 5)
+    out.update(goal="<= 1.10", points=len(alphas), n=512, speedup_over_naive_deepcopy=naive_vs["ratio"],
+               naive_s=naive_vs["a_s"])
+    return out
+
+
 def run(names=None, device="cpu", quick=False) -> dict:
     """Run the named benchmarks (all by default) and return ``{name: result}``."""
     names = names or list(BENCHES)

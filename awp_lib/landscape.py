@@ -1,0 +1,342 @@
+"""Weight loss landscape (Algorithm 1, Appendix B) and a flatness number per checkpoint.
+
+ρ(w) is the robust loss: the mean cross-entropy on adversarial examples made by PGD *against
+the weights being measured*. For every point w + αd (or w + αd + βe) the examples are made
+afresh (Algorithm 1, lines 8-16).
+
+BN handling: the model is evaluated in **eval mode**, i.e. every perturbed model uses the
+running statistics of w (the checkpoint's). Perturbing a kernel therefore does not
+re-estimate BN statistics; this is the choice the book states and keeps explicit.
+
+Efficiency: weights are perturbed in place from one saved copy of w (never a model copy per
+point) and restored bit-identically afterwards.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import attacks
+
+
+# ----------------------------------------------------------------------------- directions (lines 2-7)
+def random_direction(model: nn.Module, seed: int, include_bn: bool = False) -> dict[str, torch.Tensor]:
+    """A filter-normalised Gaussian direction d (Li et al. 2018), as ``{parameter name: tensor}``.
+
+    For every conv/linear kernel, each filter d_{l,j} (a slice along the output dimension) is
+    rescaled to the Frobenius norm of the same filter of w: d_{l,j} ← d_{l,j}/‖d_{l,j}‖·‖w_{l,j}‖.
+    Biases and BN parameters get zero (Li et al.'s default) unless ``include_bn``, in which
+    case each such vector is rescaled as a whole to the norm of w's.
+    """
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, p in model.named_parameters():
+        d = torch.randn(p.shape, generator=g).to(p.device, p.dtype)
+        if p.dim() > 1:
+            dn = d.flatten(1).norm(dim=1).clamp_min(1e-12)
+            wn = p.detach().flatten(1).norm(dim=1)
+            out[name] = d * (wn / dn).view(-1, *([1] * (p.dim() - 1)))
+        elif include_bn:
+            out[name] = d * (p.detach().norm() / d.norm().clamp_min(1e-12))
+        else:
+            out[name] = torch.zeros_like(p)
+    return out
+
+
+@contextlib.contextmanager
+def moved(model: nn.Module, directions: list[dict], coeffs: list[float] | None = None):
+    """Within the block, ``model`` has weights w + Σ cᵢ dᵢ.
+
+    Yields a function ``go(coeffs)`` that sets the weights to w + Σ cᵢ dᵢ in place. On exit the
+    saved w is copied back, so parameters end bit-identical to before.
+    """
+    params = dict(model.named_parameters())
+    names = [n for n in params if any(n in d and d[n].abs().sum() > 0 for d in directions)]
+    saved = {n: params[n].detach().clone() for n in names}
+
+    @torch.no_grad()
+    def go(cs):
+        for n in names:
+            new = saved[n].clone()
+            for c, d in zip(cs, directions):
+                if c:
+                    new.add_(d[n], alpha=float(c))
+            params[n].copy_(new)
+    try:
+        if coeffs is not None:
+            go(coeffs)
+        yield go
+    finally:
+        with torch.no_grad():
+            for n in names:
+                params[n].copy_(saved[n])
+
+
+# ----------------------------------------------------------------------------- ρ (lines 8-15)
+def robust_losses(model, batches, eps: float, alpha: float, steps: int, norm: str = "linf",
+                  seed: int = 0) -> torch.Tensor:
+    """Per-example CE on fresh PGD examples against the model as it is now (eval mode)."""
+    torch.manual_seed(seed)
+    was = model.training
+    model.eval()
+    out = []
+    try:
+        for x, y in batches:
+            x_adv = attacks.pgd(model, x, y, eps, alpha, steps, norm, bn_mode="eval")
+            with torch.no_grad():
+                out.append(F.cross_entropy(model(x_adv), y, reduction="none"))
+    finally:
+        model.train(was)
+    return torch.cat(out)
+
+
+def _check_grid(name, values):
+    vals = list(values)
+    if len(vals) < 1 or any(not math.isfinite(v) for v in vals):
+        raise ValueError(f"{name}={vals!r} is invalid: give at least one finite value")
+    if sorted(vals) != vals or len(set(vals)) != len(vals):
+        raise ValueError(f"{name}={vals!r} is invalid: values must be strictly increasing")
+    return vals
+
+
+def _batches(data, n: int | None, batch_size: int):
+    """Materialise up to ``n`` examples from ``(x, y)`` tensors (uint8 or float) or a loader."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
+        x, y = data
+        if n is not None and not 0 < n <= len(y):
+            raise ValueError(f"n={n!r} is invalid: a subset size between 1 and {len(y)}")
+        x, y = x[:n], y[:n]
+        x = x.float().div(255) if x.dtype == torch.uint8 else x
+        return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
+    out, k = [], 0
+    for x, y in data:
+        out.append((x, y))
+        k += len(y)
+        if n is not None and k >= n:
+            break
+    return out
+
+
+def landscape_1d(model, data, alphas, k: int = 1, seed: int = 0, eps: float = 0.1, attack_alpha: float | None = None,
+                 attack_steps: int = 10, norm: str = "linf", n: int | None = 1000, batch_size: int = 500,
+                 include_bn: bool = False, progress: bool = False) -> dict:
+    """ρ(w + αd) for each α in ``alphas`` along ``k`` filter-normalised directions (seeds seed..seed+k-1).
+
+    ``data``: ``(x, y)`` tensors (a train or test subset) or a loader; ``n`` examples are used.
+    Returns ``alphas``, ``loss`` (k x len(alphas)), ``stderr`` (standard error of each point over
+    examples), ``mean``/``spread`` over directions (Figure 5's repeatability).
+    """
+    alphas = _check_grid("alphas", alphas)
+    if not (isinstance(k, int) and k >= 1):
+        raise ValueError(f"k={k!r} is invalid: the number of directions must be a positive integer")
+    attack_alpha = attack_alpha if attack_alpha is not None else (eps / 4 if norm == "linf" else eps * 15 / 128)
+    batches = _batches(data, n, batch_size)
+    loss = torch.zeros(k, len(alphas))
+    stderr = torch.zeros(k, len(alphas))
+    bar = _progress(progress, k * len(alphas))
+    for i in range(k):
+        d = random_direction(model, seed + i, include_bn)
+        with moved(model, [d]) as go:
+            for j, a in enumerate(alphas):
+                go([a])
+                ls = robust_losses(model, batches, eps, attack_alpha, attack_steps, norm, seed=seed * 7919 + j)
+                loss[i, j], stderr[i, j] = ls.mean(), ls.std() / math.sqrt(len(ls))
+                if bar:
+                    bar.update(1)
+    if bar:
+        bar.close()
+    return {"alphas": alphas, "loss": loss.tolist(), "stderr": stderr.tolist(), "mean": loss.mean(0).tolist(),
+            "spread": (loss.std(0) if k > 1 else torch.zeros(len(alphas))).tolist(), "k": k, "seed": seed,
+            "n": sum(len(y) for _, y in batches)}
+
+
+def landscape_2d(model, data, alphas, betas=None, seed: int = 0, eps: float = 0.1, attack_alpha: float | None = None,
+                 attack_steps: int = 10, norm: str = "linf", n: int | None = 500, batch_size: int = 500,
+                 include_bn: bool = False, progress: bool = False) -> dict:
+    """g(α, β) = ρ(w + αd + βe) on a grid and the relative landscape |g(α, β) − g(0, 0)| (Figure 6)."""
+    alphas = _check_grid("alphas", alphas)
+    betas = alphas if betas is None else _check_grid("betas", betas)
+    attack_alpha = attack_alpha if attack_alpha is not None else (eps / 4 if norm == "linf" else eps * 15 / 128)
+    batches = _batches(data, n, batch_size)
+    d, e = random_direction(model, seed, include_bn), random_direction(model, seed + 10_000, include_bn)
+    g = torch.zeros(len(alphas), len(betas))
+    se = torch.zeros_like(g)
+    bar = _progress(progress, g.numel())
+    with moved(model, [d, e]) as go:
+        go([0.0, 0.0])
+        ls0 = robust_losses(model, batches, eps, attack_alpha, attack_steps, norm, seed=seed)
+        for i, a in enumerate(alphas):
+            for j, b in enumerate(betas):
+                go([a, b])
+                ls = robust_losses(model, batches, eps, attack_alpha, attack_steps, norm, seed=seed)
+                g[i, j], se[i, j] = ls.mean(), ls.std() / math.sqrt(len(ls))
+                if bar:
+                    bar.update(1)
+    if bar:
+        bar.close()
+    return {"alphas": alphas, "betas": betas, "loss": g.tolist(), "stderr": se.tolist(), "center": ls0.mean().item(),
+            "relative": (g - ls0.mean()).abs().tolist(), "seed": seed, "n": sum(len(y) for _, y in batches)}
+
+
+# ----------------------------------------------------------------------------- flatness (Stutz et al. 2021)
+def flatness(model, data, alpha0: float = 0.5, k: int = 5, gamma: float = 1e-2, awp_steps: int = 5, seed: int = 0,
+             eps: float = 0.1, attack_alpha: float | None = None, attack_steps: int = 10, norm: str = "linf",
+             n: int | None = 1000, batch_size: int = 500) -> dict:
+    """Flatness of the robust loss around w, two ways (larger = sharper):
+
+    * ``average``: mean over k random filter-normalised directions of
+      [ρ(w + α₀d) + ρ(w − α₀d)]/2 − ρ(w);
+    * ``worst``: ρ(w + v) − ρ(w) for v found by ``awp_steps`` AWP ascent steps with
+      ‖v_l‖ ≤ γ‖w_l‖ (per batch, on adversarial examples made at w), ρ(w + v) with fresh PGD.
+    """
+    from .awp import AWP
+    attack_alpha = attack_alpha if attack_alpha is not None else (eps / 4 if norm == "linf" else eps * 15 / 128)
+    curve = landscape_1d(model, data, [-alpha0, 0.0, alpha0], k, seed, eps, attack_alpha, attack_steps, norm, n,
+                         batch_size)
+    loss = torch.tensor(curve["loss"])
+    rho0 = loss[:, 1].mean().item()
+    average = ((loss[:, 0] + loss[:, 2]) / 2 - loss[:, 1]).mean().item()
+    batches = _batches(data, n, batch_size)
+    was = model.training
+    model.eval()
+    awp = AWP(model, gamma, steps=awp_steps)
+    rises = []
+    try:
+        torch.manual_seed(seed)
+        for x, y in batches:
+            x_adv = attacks.pgd(model, x, y, eps, attack_alpha, attack_steps, norm)
+            base = robust_losses(model, [(x, y)], eps, attack_alpha, attack_steps, norm, seed=seed)
+            saved = [p.detach().clone() for p in awp.params]
+            awp.perturb(lambda: F.cross_entropy(model(x_adv), y))
+            worst = robust_losses(model, [(x, y)], eps, attack_alpha, attack_steps, norm, seed=seed)
+            with torch.no_grad():  # restore exactly (w + v - v may differ from w in the last bit)
+                for p, w in zip(awp.params, saved):
+                    p.copy_(w)
+            awp.v = None
+            rises.append((worst.sum() - base.sum()).item())
+    finally:
+        model.train(was)
+    return {"average": average, "worst": sum(rises) / curve["n"], "rho": rho0, "alpha0": alpha0, "k": k,
+            "gamma": gamma, "n": curve["n"]}
+
+
+def _progress(on, total):
+    if not on:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, unit="point")
+
+
+# ----------------------------------------------------------------------------- figures
+def plot_1d(result: dict, ax=None, label: str | None = None, color=None):
+    """Mean over directions with a ±1 std band (the spread of Figure 5)."""
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(4, 3))[1]
+    a = torch.tensor(result["alphas"])
+    m, s = torch.tensor(result["mean"]), torch.tensor(result["spread"])
+    ax.plot(a, m, label=label, color=color)
+    if result["k"] > 1:
+        ax.fill_between(a, m - s, m + s, alpha=0.25, color=ax.lines[-1].get_color())
+    ax.set_xlabel("α")
+    ax.set_ylabel("robust loss ρ(w + αd)")
+    return ax
+
+
+def plot_2d(result: dict, kind: str = "contour", ax=None):
+    """|g(α, β) − g(0, 0)| as contours or as a surface."""
+    import matplotlib.pyplot as plt
+    A, B = torch.meshgrid(torch.tensor(result["alphas"]), torch.tensor(result["betas"]), indexing="ij")
+    Z = torch.tensor(result["relative"])
+    if kind == "surface":
+        ax = ax or plt.figure(figsize=(4, 3.5)).add_subplot(projection="3d")
+        ax.plot_surface(A.numpy(), B.numpy(), Z.numpy(), cmap="viridis")
+    else:
+        ax = ax or plt.subplots(figsize=(4, 3.5))[1]
+        cs = ax.contourf(A.numpy(), B.numpy(), Z.numpy(), levels=12, cmap="viridis")
+        plt.colorbar(cs, ax=ax)
+    ax.set_xlabel("α")
+    ax.set_ylabel("β")
+    return ax
+
+
+# ----------------------------------------------------------------------------- CLI
+def load_run_model(checkpoint):
+    """Rebuild a model from ``<run>/checkpoints/X.pt`` and its ``<run>/config.json``."""
+    import json
+    from pathlib import Path
+    from .config import Config
+    from .models import build_model, load_checkpoint
+    checkpoint = Path(checkpoint)
+    cfg_path = checkpoint.parent.parent / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{cfg_path} not found: the checkpoint must sit in <run>/checkpoints/ of a training run")
+    cfg = Config(**json.loads(cfg_path.read_text()))
+    model = load_checkpoint(build_model(cfg.model, cfg.dataset, cfg.width), checkpoint)
+    return model.eval(), cfg
+
+
+def _grid(text: str) -> list[float]:
+    """``lo:hi:num`` (inclusive, like numpy.linspace) or a comma-separated list."""
+    if ":" in text:
+        lo, hi, num = text.split(":")
+        num = int(num)
+        if num < 1:
+            raise ValueError(f"grid {text!r}: the number of points must be >= 1")
+        return [float(lo) + (float(hi) - float(lo)) * i / max(num - 1, 1) for i in range(num)]
+    return [float(v) for v in text.split(",")]
+
+
+def register_cli(sub) -> None:
+    p = sub.add_parser("landscape", help="1-D (k directions) or 2-D weight loss landscape of a checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint inside <run>/checkpoints/")
+    p.add_argument("--dim", type=int, choices=[1, 2], default=1)
+    p.add_argument("--alphas", default="-1:1:21", help="lo:hi:num or a comma list (default -1:1:21)")
+    p.add_argument("--k", type=int, default=5, help="directions for 1-D")
+    p.add_argument("--subset", choices=["train", "test"], default="train")
+    p.add_argument("--n", type=int, default=1000, help="examples")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--attack-steps", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--include-bn", action="store_true")
+    p.add_argument("--out", default=None, help="folder for landscape-<dim>d.json and .png (default: next to the run)")
+    p.set_defaults(fn=_cmd)
+
+
+def _cmd(args) -> None:
+    import json
+    import sys
+    from pathlib import Path
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from . import data
+    model, cfg = load_run_model(args.checkpoint)
+    s = data.get_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, cfg.seed)
+    subset = s.train if args.subset == "train" else s.test
+    kw = dict(eps=cfg.eps, attack_alpha=cfg.alpha, attack_steps=args.attack_steps, norm=cfg.norm, n=args.n,
+              batch_size=args.batch_size, seed=args.seed, include_bn=args.include_bn,
+              progress=sys.stderr.isatty())
+    alphas = _grid(args.alphas)
+    if args.dim == 1:
+        res = landscape_1d(model, subset, alphas, k=args.k, **kw)
+        plot_1d(res, label=Path(args.checkpoint).stem)
+    else:
+        res = landscape_2d(model, subset, alphas, **kw)
+        fig, axs = plt.subplots(1, 2, figsize=(8, 3.5))
+        axs[1].remove()
+        plot_2d(res, "contour", axs[0])
+        plot_2d(res, "surface", fig.add_subplot(1, 2, 2, projection="3d"))
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent.parent / "landscape"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{Path(args.checkpoint).stem}-{args.subset}-{args.dim}d"
+    from .train import save_text
+    save_text(json.dumps(res, indent=1), stem.with_suffix(".json"))
+    plt.tight_layout()
+    plt.savefig(stem.with_suffix(".png"), dpi=120)
+    print(json.dumps({"json": str(stem.with_suffix(".json")), "png": str(stem.with_suffix(".png"))}))
