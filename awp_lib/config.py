@@ -35,7 +35,7 @@ class Config:
     test_size: int | None = None     # None: the whole test set
     augment: str | None = None       # None: the paper's (crop-flip for CIFAR, none otherwise)
     # method and threat model
-    method: str = "at"               # at | trades | mart | rst
+    method: str = "at"               # standard | at | trades | mart | rst
     norm: str = "linf"
     eps: float = 0.1                 # ε
     attack_alpha: float | None = None  # η₁; None: ε/4 (L∞) or ε·15/128 (L2)
@@ -92,7 +92,7 @@ class Config:
         check_choice("profile", self.profile, PROFILES)
         check_choice("dataset", self.dataset, DATASETS)
         check_choice("model", self.model, MODELS)
-        check_choice("method", self.method, ("at", "trades", "mart", "rst"))
+        check_choice("method", self.method, ("standard", "at", "trades", "mart", "rst"))
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("regularizer", self.regularizer, REGULARIZERS)
         check_choice("attack_bn", self.attack_bn, ATTACK_BN)

@@ -4,6 +4,7 @@ Appendix D.3: AWP "is a general method ... the only difference is the method-spe
 adversarial loss". So a method here is exactly two functions, and AWP (:mod:`awp_lib.awp`)
 ascends whichever ``loss`` the method defines (Eq. 16 for TRADES, Eq. 17 for MART).
 
+* ``standard``: no attack; CE(f(x), y) (natural training, the non-robust baseline).
 * ``at`` (Madry et al.): PGD on CE; loss CE(f(x'), y).
 * ``trades`` (Zhang et al.): x' maximises KL(f(x) ‖ f(x')) from x + 0.001·N(0, I), BN in eval
   mode; loss CE(f(x), y) + β·KL(f(x) ‖ f(x')) (batch mean).
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 from . import attacks
 
-METHODS = ("at", "trades", "mart", "rst")
+METHODS = ("standard", "at", "trades", "mart", "rst")
 
 
 @dataclass
@@ -76,6 +77,7 @@ def mart_loss(model, x, x_adv, y, cfg):
 
 
 REGISTRY = {
+    "standard": Method("standard", lambda model, x, y, cfg: x, lambda model, x, x_adv, y, cfg: F.cross_entropy(model(x), y)),
     "at": Method("at", _pgd_ce, at_loss),
     "trades": Method("trades", trades_perturb, trades_loss),
     "mart": Method("mart", _pgd_ce, mart_loss),

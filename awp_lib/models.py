@@ -27,15 +27,17 @@ class Normalize(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """Four 3x3 conv layers (width ``w``, ``2w``), two max-pools, one hidden linear layer: sized for CPU chapters."""
+    """Four 3x3 conv-BN-ReLU layers (width ``w``, ``2w``), two max-pools, one hidden linear layer: sized for CPU chapters."""
 
     def __init__(self, in_channels=1, num_classes=10, width=16, hidden=128, image_size=28, mean=(0.5,), std=(0.5,)):
         super().__init__()
         self.normalize = Normalize(mean, std)
         w = width
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+
+        def block(cin, cout):
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+        self.features = nn.Sequential(*block(in_channels, w), *block(w, w), nn.MaxPool2d(2),
+                                      *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2))
         side = image_size // 4
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(2 * w * side * side, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 

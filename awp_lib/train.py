@@ -71,7 +71,8 @@ def load_torch(path: Path):
 def metrics_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
     if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        names = list(dict.fromkeys(k for r in rows for k in r))  # evaluated epochs have more columns
+        w = csv.DictWriter(buf, fieldnames=names)
         w.writeheader()
         w.writerows(rows)
     return buf.getvalue()

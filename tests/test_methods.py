@@ -53,7 +53,7 @@ def test_at_loss_and_unknown_method():
     m = Table(NAT, ADV)
     y = torch.tensor([1])
     assert methods.at_loss(m, None, torch.ones(1, 1, 2, 2), y).item() == pytest.approx(-math.log(softmax(ADV[0])[1]), rel=1e-5)
-    with pytest.raises(ValueError, match="unknown method 'pgdat'; valid choices: at, trades, mart, rst"):
+    with pytest.raises(ValueError, match="unknown method 'pgdat'; valid choices: standard, at, trades, mart, rst"):
         methods.get("pgdat")
 
 

@@ -1,0 +1,160 @@
+"""Helpers the chapters share: profiles, run folders, results files, sliders, source listings.
+
+Every chapter starts with a ``parameters`` cell (papermill) holding ``profile``; the rest of
+its knobs come from :func:`chapter_config`, so one notebook runs at ``smoke``, ``cpu`` and
+``paper`` scale.
+"""
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from .config import PROFILES, make_config
+from .data import check_choice
+
+
+def project_root() -> Path:
+    """The repository root: the first folder upwards from the cwd holding ``_toc.yml`` (else the cwd).
+
+    Notebooks execute with ``book/`` as their working directory; runs and results still go
+    to the root's ``runs/`` and ``results/``. ``$AWP_HOME`` overrides.
+    """
+    if os.environ.get("AWP_HOME"):
+        return Path(os.environ["AWP_HOME"])
+    here = Path.cwd().resolve()
+    for p in (here, *here.parents):
+        if (p / "_toc.yml").exists():
+            return p
+    return here
+
+
+def check_profile(profile: str) -> str:
+    check_choice("profile", profile, PROFILES)
+    return profile
+
+
+def run_dir(profile: str, name: str) -> Path:
+    return project_root() / "runs" / profile / name
+
+
+def train_run(name: str, profile: str, **overrides) -> list[dict]:
+    """Train (or resume, or just load) the run ``runs/<profile>/<name>``; returns its metrics.
+
+    A finished run with the same config is read back, not recomputed, so chapters share runs.
+    """
+    from .train import train
+    cfg = make_config(profile, **overrides)
+    return train(cfg, run_dir(profile, name), progress="line" if profile != "smoke" else "none")
+
+
+def load_run_model(name: str, profile: str, which: str = "last"):
+    """The model of run ``runs/<profile>/<name>`` at checkpoint ``which`` (``last``, ``best`` or ``epochN``)."""
+    from .landscape import load_run_model as load
+    return load(run_dir(profile, name) / "checkpoints" / f"{which}.pt")[0]
+
+
+def best_last(rows: list[dict]) -> dict:
+    """Headline numbers of a run: best-by-validation and last epoch (accuracies as fractions)."""
+    ev = [r for r in rows if "val_robust" in r]
+    best = max(ev, key=lambda r: r["val_robust"])
+    last = ev[-1]
+    return {"best_epoch": best["epoch"], "best_test_robust": best["test_robust"], "best_test_natural": best["test_natural"],
+            "last_test_robust": last["test_robust"], "last_test_natural": last["test_natural"],
+            "last_train_robust": last["train_robust"], "last_gap": last["train_robust"] - last["test_robust"],
+            "max_test_robust": max(r["test_robust"] for r in ev), "drop": best["test_robust"] - last["test_robust"]}
+
+
+def save_results(profile: str, chapter: str, results: dict) -> Path:
+    """Write ``results/<profile>/<chapter>.json`` (atomically), with the profile and a timestamp."""
+    from .train import save_text
+    path = project_root() / "results" / profile / f"{chapter}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"profile": profile, "chapter": chapter, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "machine": platform.machine(), **results}
+    save_text(json.dumps(payload, indent=1, default=float), path)
+    return path
+
+
+def load_results(profile: str, chapter: str) -> dict | None:
+    path = project_root() / "results" / profile / f"{chapter}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def show_source(obj) -> None:
+    """Display the real source of an ``awp_lib`` object (never a copy that could drift)."""
+    from IPython.display import Code, display
+    display(Code(inspect.getsource(obj), language="python"))
+
+
+def fig_png(fig, dpi: int = 90) -> bytes:
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def figure_slider(figures: dict, description: str, readout=str):
+    """A slider over precomputed figures that also works in the static HTML.
+
+    ``figures`` maps each slider value to a matplotlib figure. The slider drives a
+    ``widgets.Stack`` through ``jsdlink``, which runs in the browser without a kernel.
+    """
+    import ipywidgets as widgets
+    labels = [readout(k) for k in figures]
+    # the label is an HTML widget, not the slider's description: html-manager 1.0 calls MathJax 2's
+    # API on descriptions, which fails on pages that load MathJax 3
+    slider = widgets.SelectionSlider(options=labels, value=labels[0], description="",
+                                     continuous_update=True, layout=widgets.Layout(width="420px"))
+    slider.add_class("awp-slider")
+    stack = widgets.Stack([widgets.Image(value=fig_png(f), format="png") for f in figures.values()],
+                          selected_index=0)
+    stack.add_class("awp-stack")
+    widgets.jsdlink((slider, "index"), (stack, "selected_index"))
+    return widgets.VBox([widgets.HBox([widgets.HTML(f"<b>{description}</b>&nbsp;"), slider]), stack])
+
+
+def fmt_pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f}"
+
+
+def mean_std(values) -> tuple[float, float]:
+    import statistics
+    vals = list(values)
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def late_stage_start(rows: list[dict], threshold: float = 0.10):
+    """First evaluated epoch whose robust generalization gap exceeds ``threshold`` (Appendix C), or None."""
+    return next((r["epoch"] for r in rows if "gap" in r and r["gap"] > threshold), None)
+
+
+def plot_curves(rows: list[dict], ax=None, title: str = "", legend: bool = True):
+    """Learning curves: train robust (at w), validation robust, test robust and natural accuracy,
+    the learning-rate decays, the validation-selected epoch and the late stage (gap > 10%)."""
+    import matplotlib.pyplot as plt
+    ax = ax or plt.subplots(figsize=(6, 3.6))[1]
+    ev = [r for r in rows if "val_robust" in r]
+    ep = [r["epoch"] for r in ev]
+    for key, label, style in (("train_robust", "train robust (at w)", "C3-"), ("val_robust", "validation robust", "C2--"),
+                              ("test_robust", "test robust", "C0-"), ("test_natural", "test natural", "C7:")):
+        ax.plot(ep, [100 * r[key] for r in ev], style, label=label)
+    late = late_stage_start(ev)
+    if late is not None:
+        ax.axvspan(late, ep[-1], color="C3", alpha=0.07, lw=0)
+    best = best_last(rows)["best_epoch"]
+    ax.axvline(best, color="C2", ls=":", lw=1)
+    for a, b in zip(rows, rows[1:]):  # piecewise decays
+        if b["lr"] < 0.2 * a["lr"]:
+            ax.axvline(a["epoch"], color="k", lw=0.5, alpha=0.4)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    if legend:
+        ax.legend(fontsize=7, loc="lower right")
+    return ax
