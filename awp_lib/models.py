@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .data import MEAN_STD, NUM_CLASSES, SHAPES, check_choice
 
-MODELS = ("smallcnn", "preactresnet18", "wrn-28-10", "wrn-34-10", "vgg19")
+MODELS = ("mlp", "smallcnn", "preactresnet18", "wrn-28-10", "wrn-34-10", "vgg19")
 
 
 class Normalize(nn.Module):
@@ -24,6 +24,19 @@ class Normalize(nn.Module):
 
     def forward(self, x):
         return (x - self.mean) / self.std
+
+
+class MLP(nn.Module):
+    """Two hidden ReLU layers of ``hidden`` units: cheap on a CPU, with room to memorise a small training set."""
+
+    def __init__(self, in_features=784, num_classes=10, hidden=1024, mean=(0.5,), std=(0.5,)):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, x):
+        return self.net(self.normalize(x))
 
 
 class SmallCNN(nn.Module):
@@ -170,12 +183,15 @@ class VGG19(nn.Module):
 def build_model(name: str, dataset: str = "cifar10", width: int = 16) -> nn.Module:
     """A model of ``MODELS`` for ``dataset``, with that dataset's normalisation inside.
 
-    ``width`` only applies to ``smallcnn`` (channels of its first conv layers).
+    ``width`` applies to ``smallcnn`` (channels of its first conv layers) and ``mlp``
+    (hidden units = 64·width, so the default 16 gives 1,024).
     """
     check_choice("model", name, MODELS)
     check_choice("dataset", dataset, tuple(NUM_CLASSES))
     c, h, _ = SHAPES[dataset]
     kw = dict(in_channels=c, num_classes=NUM_CLASSES[dataset], mean=MEAN_STD[dataset][0], std=MEAN_STD[dataset][1])
+    if name == "mlp":
+        return MLP(c * h * SHAPES[dataset][2], hidden=64 * width, **{k: v for k, v in kw.items() if k != "in_channels"})
     if name == "smallcnn":
         return SmallCNN(width=width, image_size=h, **kw)
     if name == "preactresnet18":

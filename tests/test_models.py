@@ -41,7 +41,7 @@ def test_refuses_pickled_objects(tmp_path):
 
 
 def test_unknown_model():
-    with pytest.raises(ValueError, match=r"unknown model 'resnet50'; valid choices: smallcnn, preactresnet18"):
+    with pytest.raises(ValueError, match=r"unknown model 'resnet50'; valid choices: mlp, smallcnn, preactresnet18"):
         models.build_model("resnet50")
     with pytest.raises(ValueError, match="depth=30"):
         models.WideResNet(depth=30)
