@@ -1,0 +1,93 @@
+"""Replication tables from run folders on disk (chapter 6 and ``reproduce``).
+
+Every run folder holds ``config.json`` and ``metrics.json``; runs that differ only in their
+seed form one table row, reported as mean ± std over seeds, in the format of the paper's
+Tables 3-5 (best and last robust and natural accuracy).
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+# The paper's Tables 3-5 (PreActResNet-18, 5 runs, PGD-20 test robustness, %): (mean, std) for
+# robust best, robust last, natural best, natural last. Quoted from the appendix, not recomputed.
+PAPER = {
+    ("svhn", "linf", "AT"): [(53.36, .09), (44.49, .27), (92.18, .15), (89.85, .33)],
+    ("svhn", "linf", "AT-AWP"): [(59.12, .26), (55.87, .39), (93.85, .11), (92.59, .52)],
+    ("svhn", "l2", "AT"): [(66.87, .25), (65.03, .24), (93.69, .12), (93.25, .28)],
+    ("svhn", "l2", "AT-AWP"): [(72.57, .40), (67.73, .21), (95.95, .36), (95.22, .27)],
+    ("cifar10", "linf", "AT"): [(52.79, .21), (44.44, .39), (85.57, .16), (84.56, .19)],
+    ("cifar10", "linf", "AT-AWP"): [(55.39, .39), (54.73, .16), (82.00, .19), (81.11, .39)],
+    ("cifar10", "l2", "AT"): [(69.15, .13), (65.93, .35), (89.57, .09), (88.96, .18)],
+    ("cifar10", "l2", "AT-AWP"): [(72.69, .19), (72.08, .39), (90.18, .31), (89.71, .17)],
+    ("cifar100", "linf", "AT"): [(27.22, .16), (20.82, .20), (56.33, .23), (54.61, .33)],
+    ("cifar100", "linf", "AT-AWP"): [(30.71, .25), (30.28, .30), (54.19, .39), (54.39, .29)],
+    ("cifar100", "l2", "AT"): [(41.33, .09), (35.27, .29), (62.65, .11), (60.50, .17)],
+    ("cifar100", "l2", "AT-AWP"): [(45.60, .23), (44.66, .22), (65.07, .31), (64.40, .41)],
+    ("cifar10", "linf", "AT+L1"): [(51.95, .51), (48.76, .61), (82.77, .37), (83.42, .26)],
+    ("cifar10", "linf", "AT+L2"): [(51.60, .41), (47.37, .52), (81.05, .44), (81.97, .50)],
+    ("cifar10", "linf", "AT+CUTOUT"): [(52.78, .14), (50.37, .41), (80.99, .19), (83.46, .33)],
+    ("cifar10", "linf", "AT+MIXUP"): [(52.87, .47), (49.76, .81), (78.76, .61), (78.50, 1.21)],
+    ("cifar10", "l2", "AT+L1"): [(67.99, .27), (63.75, .40), (88.04, .19), (88.49, .27)],
+    ("cifar10", "l2", "AT+L2"): [(67.78, .33), (63.62, .46), (88.57, .14), (87.75, .23)],
+    ("cifar10", "l2", "AT+CUTOUT"): [(69.38, .27), (67.68, .30), (88.36, .31), (88.01, .26)],
+    ("cifar10", "l2", "AT+MIXUP"): [(70.11, .50), (68.20, .46), (87.29, .71), (86.91, .94)],
+}
+COLUMNS = ("robust_best", "robust_last", "natural_best", "natural_last")
+
+
+def method_label(cfg: dict) -> str:
+    """AT, AT-AWP, TRADES-AWP, AT+L2, ... from a run's config."""
+    name = cfg["method"].upper()
+    if cfg.get("regularizer", "none") != "none":
+        name += "+" + cfg["regularizer"].upper()
+    if cfg.get("awp_gamma", 0) > 0:
+        name += "-AWP"
+    return name
+
+
+def run_summary(folder: Path) -> dict | None:
+    """Best-by-validation and last test accuracies (%) of one finished run, or None."""
+    cfg_path, met_path = folder / "config.json", folder / "metrics.json"
+    if not (cfg_path.exists() and met_path.exists()):
+        return None
+    cfg, rows = json.loads(cfg_path.read_text()), json.loads(met_path.read_text())
+    ev = [r for r in rows if "val_robust" in r]
+    if not ev or rows[-1]["epoch"] < cfg["epochs"]:
+        return None  # unfinished
+    best = max(ev, key=lambda r: r["val_robust"])
+    return {"dataset": cfg["dataset"], "norm": cfg["norm"], "method": method_label(cfg), "seed": cfg["seed"],
+            "gamma": cfg.get("awp_gamma", 0), "model": cfg["model"], "epochs": cfg["epochs"], "eps": cfg["eps"],
+            "robust_best": 100 * best["test_robust"], "robust_last": 100 * ev[-1]["test_robust"],
+            "natural_best": 100 * best["test_natural"], "natural_last": 100 * ev[-1]["test_natural"],
+            "best_epoch": best["epoch"], "gap_last": 100 * ev[-1]["gap"], "run": folder.name}
+
+
+def collect(runs_root: Path) -> list[dict]:
+    """Summaries of every finished run under ``runs_root`` (one level of run folders)."""
+    root = Path(runs_root)
+    if not root.exists():
+        return []
+    return [s for f in sorted(root.iterdir()) if f.is_dir() and (s := run_summary(f)) is not None]
+
+
+def aggregate(summaries: list[dict], keys=("dataset", "norm", "method", "gamma", "model", "epochs", "eps")) -> list[dict]:
+    """Group runs that differ only in their seed: mean and std of each column, and the seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for s in summaries:
+        groups.setdefault(tuple(s[k] for k in keys), []).append(s)
+    out = []
+    for key, runs in groups.items():
+        row = dict(zip(keys, key))
+        row["seeds"] = sorted(r["seed"] for r in runs)
+        for c in COLUMNS + ("gap_last",):
+            vals = [r[c] for r in runs]
+            row[c] = (statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else float("nan"))
+        out.append(row)
+    return out
+
+
+def fmt(ms: tuple[float, float]) -> str:
+    m, s = ms
+    return f"{m:.2f} ± {s:.2f}" if s == s else f"{m:.2f}"

@@ -1,0 +1,38 @@
+import json
+import math
+
+from awp_lib import report
+
+
+def write_run(root, name, seed, awp, test_robust, epochs=4):
+    d = root / name
+    d.mkdir(parents=True)
+    cfg = {"dataset": "fashion-mnist", "norm": "linf", "method": "at", "regularizer": "none", "awp_gamma": awp,
+           "seed": seed, "model": "mlp", "epochs": epochs, "eps": 0.1}
+    (d / "config.json").write_text(json.dumps(cfg))
+    rows = [{"epoch": e + 1, "val_robust": v, "test_robust": t, "test_natural": t + 0.2, "gap": 0.1}
+            for e, (v, t) in enumerate(zip([0.3, 0.5, 0.4, 0.35], test_robust))]
+    (d / "metrics.json").write_text(json.dumps(rows))
+
+
+def test_aggregate_mean_std_over_seeds(tmp_path):
+    write_run(tmp_path, "at-s0", 0, 0, [0.30, 0.50, 0.45, 0.40])
+    write_run(tmp_path, "at-s1", 1, 0, [0.30, 0.54, 0.45, 0.44])
+    write_run(tmp_path, "awp-s0", 0, 0.01, [0.30, 0.52, 0.50, 0.50])
+    write_run(tmp_path, "unfinished", 2, 0, [0.3, 0.3, 0.3, 0.3], epochs=10)
+    rows = {r["method"]: r for r in report.aggregate(report.collect(tmp_path))}
+    assert set(rows) == {"AT", "AT-AWP"}
+    at = rows["AT"]
+    assert at["seeds"] == [0, 1]
+    assert math.isclose(at["robust_best"][0], 52.0) and math.isclose(at["robust_best"][1], math.sqrt(8))  # epoch 2 by val
+    assert math.isclose(at["robust_last"][0], 42.0)
+    assert math.isclose(at["natural_last"][0], 62.0)
+    assert report.fmt(rows["AT-AWP"]["robust_last"]) == "50.00"
+    assert report.fmt((1.0, 0.5)) == "1.00 ± 0.50"
+
+
+def test_paper_table_shape():
+    assert all(len(v) == 4 for v in report.PAPER.values())
+    assert report.PAPER[("cifar10", "linf", "AT")][0] == (52.79, .21)
+    assert report.method_label({"method": "trades", "awp_gamma": 5e-3}) == "TRADES-AWP"
+    assert report.method_label({"method": "at", "regularizer": "mixup", "awp_gamma": 0}) == "AT+MIXUP"
