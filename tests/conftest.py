@@ -1,9 +1,5 @@
-import os
-
 import pytest
 import torch
-
-
 
 
 @pytest.fixture(scope="session")
