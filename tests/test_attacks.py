@@ -102,6 +102,13 @@ def test_evaluate_battery(trained_cnn, fmnist):
     assert r["pgd20"] <= r["fgsm"] <= r["natural"] and r["natural"] > 0.6
 
 
+def test_evaluate_is_callable_from_the_package(trained_cnn, fmnist):
+    import awp_lib
+    loader = data.Loader(fmnist.test[0][:100], fmnist.test[1][:100], batch_size=100)
+    r = awp_lib.evaluate(trained_cnn, loader, 0.1, attacks=("natural", "pgd20"))
+    assert r["pgd20"] <= r["natural"] and awp_lib.evaluate.default_alpha(8 / 255, "linf") == pytest.approx(2 / 255)
+
+
 def test_autoattack_runs(trained_cnn, fmnist):
     x, y = batch(fmnist, 16)
     from awp_lib.evaluate import autoattack
