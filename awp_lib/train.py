@@ -234,6 +234,11 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
                                  + ". Use another --out, or delete that folder to start over.")
         else:
             save_text(json.dumps(cfg.to_dict(), indent=2), saved_cfg)
+    if out is not None and (out / "checkpoints" / "last.pt").exists():
+        ck = load_torch(out / "checkpoints" / "last.pt")
+        if ck["epoch"] >= cfg.epochs:  # finished: no data, model or pseudo-labels to prepare
+            _log(progress, f"{out}: finished ({cfg.epochs} epochs); nothing to do")
+            return json.loads(ck["metrics"])
     device = resolve_device(cfg.device)
     if splits is None:
         splits = data.get_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, cfg.seed)
@@ -269,9 +274,6 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         rows, start, best = json.loads(ck["metrics"]), ck["epoch"], json.loads(ck["best"])
-        if start >= cfg.epochs:
-            _log(progress, f"{out}: finished ({cfg.epochs} epochs); nothing to do")
-            return rows
 
     bar = _bar(progress, cfg.epochs, start)
     for epoch in range(start, cfg.epochs):
