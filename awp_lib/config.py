@@ -74,9 +74,8 @@ class Config:
     # ----- derived values (not stored) -----
     @property
     def alpha(self) -> float:
-        if self.attack_alpha is not None:
-            return self.attack_alpha
-        return self.eps / 4 if self.norm == "linf" else self.eps * 15 / 128
+        from .evaluate import default_alpha
+        return default_alpha(self.eps, self.norm) if self.attack_alpha is None else self.attack_alpha
 
     @property
     def bn_mode(self) -> str:

@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import attacks
+from .evaluate import default_alpha
 
 
 # ----------------------------------------------------------------------------- directions (lines 2-7)
@@ -135,7 +136,7 @@ def landscape_1d(model, data, alphas, k: int = 1, seed: int = 0, eps: float = 0.
     alphas = _check_grid("alphas", alphas)
     if not (isinstance(k, int) and k >= 1):
         raise ValueError(f"k={k!r} is invalid: the number of directions must be a positive integer")
-    attack_alpha = attack_alpha if attack_alpha is not None else (eps / 4 if norm == "linf" else eps * 15 / 128)
+    attack_alpha = default_alpha(eps, norm) if attack_alpha is None else attack_alpha
     batches = _batches(data, n, batch_size)
     loss = torch.zeros(k, len(alphas))
     stderr = torch.zeros(k, len(alphas))
@@ -162,7 +163,7 @@ def landscape_2d(model, data, alphas, betas=None, seed: int = 0, eps: float = 0.
     """g(α, β) = ρ(w + αd + βe) on a grid and the relative landscape |g(α, β) − g(0, 0)| (Figure 6)."""
     alphas = _check_grid("alphas", alphas)
     betas = alphas if betas is None else _check_grid("betas", betas)
-    attack_alpha = attack_alpha if attack_alpha is not None else (eps / 4 if norm == "linf" else eps * 15 / 128)
+    attack_alpha = default_alpha(eps, norm) if attack_alpha is None else attack_alpha
     batches = _batches(data, n, batch_size)
     d, e = random_direction(model, seed, include_bn), random_direction(model, seed + 10_000, include_bn)
     g = torch.zeros(len(alphas), len(betas))
@@ -196,7 +197,7 @@ def flatness(model, data, alpha0: float = 0.5, k: int = 5, gamma: float = 1e-2, 
       ‖v_l‖ ≤ γ‖w_l‖ (per batch, on adversarial examples made at w), ρ(w + v) with fresh PGD.
     """
     from .awp import AWP
-    attack_alpha = attack_alpha if attack_alpha is not None else (eps / 4 if norm == "linf" else eps * 15 / 128)
+    attack_alpha = default_alpha(eps, norm) if attack_alpha is None else attack_alpha
     curve = landscape_1d(model, data, [-alpha0, 0.0, alpha0], k, seed, eps, attack_alpha, attack_steps, norm, n,
                          batch_size)
     loss = torch.tensor(curve["loss"])
