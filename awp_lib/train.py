@@ -234,6 +234,7 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
                                  + ". Use another --out, or delete that folder to start over.")
         else:
             save_text(json.dumps(cfg.to_dict(), indent=2), saved_cfg)
+    ck = None  # the last checkpoint of an interrupted or finished run, read once
     if out is not None and (out / "checkpoints" / "last.pt").exists():
         ck = load_torch(out / "checkpoints" / "last.pt")
         if ck["epoch"] >= cfg.epochs:  # finished: no data, model or pseudo-labels to prepare
@@ -269,8 +270,7 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
     val_loader = data.Loader(*splits.val, 512, device=device)
     test_loader = data.Loader(*splits.test, 512, device=device)
 
-    if out is not None and (out / "checkpoints" / "last.pt").exists():
-        ck = load_torch(out / "checkpoints" / "last.pt")
+    if ck is not None:  # resume
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         rows, start, best = json.loads(ck["metrics"]), ck["epoch"], json.loads(ck["best"])
