@@ -37,13 +37,18 @@ PAPER = {
 COLUMNS = ("robust_best", "robust_last", "natural_best", "natural_last")
 
 
+NOT_GROUPED = ("seed", "device", "profile")  # keys that do not make two runs different experiments
+
+
 def method_label(cfg: dict) -> str:
-    """AT, AT-AWP, TRADES-AWP, AT+L2, ... from a run's config."""
+    """AT, AT-AWP, TRADES-AWP, AT+L2, AT (cosine), ... from a run's config."""
     name = cfg["method"].upper()
     if cfg.get("regularizer", "none") != "none":
         name += "+" + cfg["regularizer"].upper()
     if cfg.get("awp_gamma", 0) > 0:
         name += "-AWP"
+    if cfg.get("schedule", "piecewise") != "piecewise":
+        name += f" ({cfg['schedule']})"
     return name
 
 
@@ -61,26 +66,32 @@ def run_summary(folder: Path) -> dict | None:
             "gamma": cfg.get("awp_gamma", 0), "model": cfg["model"], "epochs": cfg["epochs"], "eps": cfg["eps"],
             "robust_best": 100 * best["test_robust"], "robust_last": 100 * ev[-1]["test_robust"],
             "natural_best": 100 * best["test_natural"], "natural_last": 100 * ev[-1]["test_natural"],
-            "best_epoch": best["epoch"], "gap_last": 100 * ev[-1]["gap"], "run": folder.name}
+            "best_epoch": best["epoch"], "gap_last": 100 * ev[-1]["gap"], "run": folder.name,
+            "experiment": json.dumps({k: v for k, v in sorted(cfg.items()) if k not in NOT_GROUPED})}
 
 
-def collect(runs_root: Path) -> list[dict]:
-    """Summaries of every finished run under ``runs_root`` (one level of run folders)."""
+def collect(runs_root: Path, names=None) -> list[dict]:
+    """Summaries of every finished run under ``runs_root`` (one level of run folders), or of ``names`` only."""
     root = Path(runs_root)
     if not root.exists():
         return []
-    return [s for f in sorted(root.iterdir()) if f.is_dir() and (s := run_summary(f)) is not None]
+    folders = sorted(root.iterdir()) if names is None else [root / n for n in names]
+    return [s for f in folders if f.is_dir() and (s := run_summary(f)) is not None]
 
 
-def aggregate(summaries: list[dict], keys=("dataset", "norm", "method", "gamma", "model", "epochs", "eps")) -> list[dict]:
-    """Group runs that differ only in their seed: mean and std of each column, and the seeds."""
-    groups: dict[tuple, list[dict]] = {}
+def aggregate(summaries: list[dict]) -> list[dict]:
+    """Group runs whose configs differ only in their seed: mean and std of each column, and the seeds.
+
+    Two folders holding the same config and seed (a copy) count once.
+    """
+    groups: dict[str, dict[int, dict]] = {}
     for s in summaries:
-        groups.setdefault(tuple(s[k] for k in keys), []).append(s)
+        groups.setdefault(s["experiment"], {}).setdefault(s["seed"], s)
     out = []
-    for key, runs in groups.items():
-        row = dict(zip(keys, key))
-        row["seeds"] = sorted(r["seed"] for r in runs)
+    for by_seed in groups.values():
+        runs = [by_seed[k] for k in sorted(by_seed)]
+        row = {k: runs[0][k] for k in ("dataset", "norm", "method", "gamma", "model", "epochs", "eps")}
+        row["seeds"], row["runs"] = [r["seed"] for r in runs], [r["run"] for r in runs]
         for c in COLUMNS + ("gap_last",):
             vals = [r[c] for r in runs]
             row[c] = (statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else float("nan"))

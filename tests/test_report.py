@@ -36,3 +36,16 @@ def test_paper_table_shape():
     assert report.PAPER[("cifar10", "linf", "AT")][0] == (52.79, .21)
     assert report.method_label({"method": "trades", "awp_gamma": 5e-3}) == "TRADES-AWP"
     assert report.method_label({"method": "at", "regularizer": "mixup", "awp_gamma": 0}) == "AT+MIXUP"
+
+
+def test_aggregate_separates_configs_and_counts_copies_once(tmp_path):
+    write_run(tmp_path, "at-s0", 0, 0, [0.30, 0.50, 0.45, 0.40])
+    write_run(tmp_path, "at-s0-copy", 0, 0, [0.30, 0.50, 0.45, 0.40])
+    write_run(tmp_path, "at-cosine-s0", 0, 0, [0.30, 0.50, 0.45, 0.20])
+    cfg = json.loads((tmp_path / "at-cosine-s0" / "config.json").read_text())
+    (tmp_path / "at-cosine-s0" / "config.json").write_text(json.dumps({**cfg, "schedule": "cosine"}))
+    rows = {r["method"]: r for r in report.aggregate(report.collect(tmp_path))}
+    assert set(rows) == {"AT", "AT (cosine)"}
+    assert rows["AT"]["seeds"] == [0] and math.isclose(rows["AT"]["robust_last"][0], 40.0)
+    assert math.isclose(rows["AT (cosine)"]["robust_last"][0], 20.0)
+    assert [s["run"] for s in report.collect(tmp_path, names=["at-cosine-s0", "missing"])] == ["at-cosine-s0"]

@@ -1,0 +1,439 @@
+"""Paper reproductions, one command per table or figure: ``python -m awp_lib reproduce SUITE``.
+
+A suite expands into runs (dataset × norm × method × seed). Each run executes a notebook of the
+book through papermill: the table suites (``table3``, ``table4``, ``table5``, ``benchmark-wrn``)
+execute the replication-run page ``book/run.ipynb`` with the run's config; the figure suites
+(``fig7-schedules`` ... ``fig10-l2``) execute chapter 3 with the variant's parameters (at
+``paper``, those of ``configs/ch3-paper-*.yaml``). Every run has a folder
+``runs/<profile>/<run>/`` that keeps its executed notebook (``notebook.ipynb``, written as it
+runs), and for a training run its ``config.json``, metrics and checkpoints.
+``done.json`` marks a finished run: finished runs are skipped, an interrupted run is executed
+again and its training resumes from its last checkpoint (``awp_lib.train``). Runs are named by
+their config exactly as the chapters name theirs, so a suite reuses the chapters' runs and the
+chapters reuse a suite's. The results are aggregated into the replication-report tables
+(``awp_lib.report``; chapter 6 reads the same folders) and written to
+``results/<profile>/reproduce-<suite>.json`` and ``.md``.
+
+At ``smoke`` and ``cpu`` the suites run their miniature: Fashion-MNIST (the only dataset on
+disk offline) and the profile's model, so a dataset or architecture axis collapses to one value;
+the listing says which.
+
+Execution is local by default, one run after another. ``--executor slurm`` submits each run as
+a Slurm job through submitit; ``--gpus N`` trains each run on N GPUs with torchrun (DDP).
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import report
+from .config import Config, make_config
+from .data import check_choice
+
+RUN_NOTEBOOK = "book/run.ipynb"
+CH3_NOTEBOOK = "book/ch3_landscape.ipynb"
+GAMMA = 5e-3            # Appendix F: "For AWP, we all set γ = 5 × 10⁻³" (Tables 3-5)
+L2_EPS = {"paper": 128 / 255, "cpu": 1.0, "smoke": 1.0}   # L2 radius; Fashion-MNIST: 784 pixels in [0, 1]
+REGULARIZERS = ("l1", "l2", "cutout", "mixup")
+SEEDS = {"smoke": 2, "cpu": 5, "paper": 5}
+
+
+# ----------------------------------------------------------------------------- runs and suites
+@dataclass
+class Run:
+    """One papermill execution: ``notebook`` with ``parameters``, kept in ``runs/<profile>/<name>``."""
+    name: str
+    notebook: str
+    parameters: dict
+    config: Config                     # the training run it makes (chapter 3 runs: the one it trains)
+    axes: dict = field(default_factory=dict)   # dataset, norm, method, seed: for listings
+
+
+def run_name(cfg: Config) -> str:
+    """The chapters' naming: ``at-piecewise-s0``, ``at-awp0.005-s0``, ``at-l2-s0``, ``trades-awp0.005-s0``,
+    plus ``-<model>-<dataset>-<norm>-eps<eps>`` for what differs from the profile's preset."""
+    preset = make_config(cfg.profile)
+    if cfg.method == "at" and cfg.awp_gamma == 0 and cfg.regularizer == "none":
+        base = f"at-{cfg.schedule}"
+    else:
+        base = cfg.method + (f"-{cfg.regularizer}" if cfg.regularizer != "none" else "") \
+            + (f"-awp{cfg.awp_gamma:g}" if cfg.awp_gamma > 0 else "")
+        if cfg.schedule != preset.schedule:
+            base += f"-{cfg.schedule}"
+    tag = "".join(f"-{getattr(cfg, k)}" for k in ("model", "dataset", "norm") if getattr(cfg, k) != getattr(preset, k))
+    if not math.isclose(cfg.eps, preset.eps):
+        tag += f"-eps{cfg.eps:.4g}"
+    return f"{base}{tag}-s{cfg.seed}"
+
+
+def _threat(profile: str, dataset: str, norm: str) -> dict:
+    """Config overrides of a dataset and threat model (the official settings at ``paper``)."""
+    out = {"dataset": dataset} if profile == "paper" else {}
+    if norm == "l2":
+        out.update(norm="l2", eps=L2_EPS[profile], attack_alpha=None)   # step ε·15/128
+    if profile == "paper" and dataset == "svhn":   # official SVHN runs: lr 0.01, step 1/255, AWP after 5 epochs
+        out.update(lr=0.01)
+        if norm == "linf":
+            out.update(attack_alpha=1 / 255)
+    return out
+
+
+def _methods(names) -> dict[str, dict]:
+    table = {"AT": dict(method="at"), "AT-AWP": dict(method="at", awp_gamma=GAMMA)}
+    table.update({f"AT+{r.upper()}": dict(method="at", regularizer=r) for r in REGULARIZERS})
+    table.update({"TRADES-AWP": dict(method="trades", awp_gamma=GAMMA, awp_warmup=10),
+                  "MART-AWP": dict(method="mart", awp_gamma=GAMMA, awp_warmup=10)})
+    return {n: table[n] for n in names}
+
+
+def _table_runs(profile, datasets, norms, method_names, seeds, overrides, extra=None, battery="pgd20") -> list[Run]:
+    datasets = datasets if profile == "paper" else ["fashion-mnist"]
+    out = []
+    for d in datasets:
+        for norm in norms:
+            for m, mcfg in _methods(method_names).items():
+                for s in seeds:
+                    kw = {**_threat(profile, d, norm), **mcfg, **(extra or {}), **overrides, "seed": s}
+                    if kw.get("awp_gamma", 0) > 0 and profile == "paper" and d == "svhn":
+                        kw.setdefault("awp_warmup", 5)
+                    cfg = make_config(profile, **kw)
+                    name = run_name(cfg)
+                    out.append(Run(name, RUN_NOTEBOOK, {"profile": profile, "name": name, "config": dict(kw),
+                                                        "battery": battery},
+                                   cfg, {"dataset": cfg.dataset, "norm": cfg.norm, "method": m, "seed": s}))
+    return out
+
+
+def _ch3_runs(profile, variants: dict[str, dict], overrides) -> list[Run]:
+    """Chapter 3 with each variant's knobs (schedule, model, dataset, norm, eps) at seed 0."""
+    if overrides:
+        raise ValueError(f"the figure suites execute chapter 3, which takes no config overrides; got "
+                         f"{sorted(overrides)} (a parameter file applies to the table suites)")
+    out = []
+    for label, knobs in variants.items():
+        kw = {k: v for k, v in knobs.items() if k != "eps"}
+        if "eps" in knobs:
+            from fractions import Fraction
+            kw["eps"] = float(Fraction(str(knobs["eps"])))
+            kw["attack_alpha"] = None
+        cfg = make_config(profile, method="at", seed=0, **kw)
+        params = {"profile": profile, **{k: str(v) for k, v in knobs.items()}}
+        out.append(Run(f"ch3-{label}", CH3_NOTEBOOK, params, cfg,
+                       {"dataset": cfg.dataset, "norm": cfg.norm, "method": f"AT ({label})", "seed": 0}))
+    return out
+
+
+def _ch3_paper(name: str) -> dict:
+    import yaml
+    knobs = yaml.safe_load((_root() / "configs" / f"ch3-paper-{name}.yaml").read_text())
+    knobs.pop("profile", None)
+    return knobs
+
+
+@dataclass
+class Suite:
+    name: str
+    what: str
+    kind: str  # "table" or "figure"
+
+    def runs(self, profile: str, overrides: dict | None = None, seeds: int | None = None) -> list[Run]:
+        overrides = dict(overrides or {})
+        seed_list = list(range(seeds or SEEDS[profile]))
+        mini = profile != "paper"
+        n = self.name
+        if n == "table3":
+            return _table_runs(profile, ["cifar10", "cifar100", "svhn"], ["linf", "l2"], ["AT", "AT-AWP"],
+                               seed_list, overrides)
+        if n in ("table4", "table5"):
+            return _table_runs(profile, ["cifar10"], ["linf" if n == "table4" else "l2"],
+                               ["AT", *[f"AT+{r.upper()}" for r in REGULARIZERS], "AT-AWP"], seed_list, overrides)
+        if n == "benchmark-wrn":
+            extra = {} if mini else {"model": "wrn-34-10"}
+            return _table_runs(profile, ["cifar10"], ["linf"], ["AT-AWP", "TRADES-AWP", "MART-AWP"],
+                               seed_list[:1] if seeds is None else seed_list, overrides, extra, battery="full")
+        if n == "fig7-schedules":
+            return _ch3_runs(profile, {s: {"schedule": s} for s in ("cosine", "cyclic")}, overrides)
+        if n == "fig8-architectures":
+            other = "mlp" if make_config(profile).model == "smallcnn" else "smallcnn"
+            variants = {other: {"model": other}} if mini else \
+                {m: _ch3_paper(m) for m in ("vgg19", "wrn-34-10")}
+            return _ch3_runs(profile, variants, overrides)
+        if n == "fig9-datasets":
+            return [] if mini else _ch3_runs(profile, {d: _ch3_paper(d) for d in ("cifar100", "svhn")}, overrides)
+        if n == "fig10-l2":
+            return _ch3_runs(profile, {"l2": {"norm": "l2", "eps": L2_EPS[profile] if mini else "128/255"}}, overrides)
+        raise AssertionError(n)
+
+
+SUITES = {s.name: s for s in (
+    Suite("table3", "Table 3: AT vs AT-AWP, CIFAR-10/100 and SVHN × L∞/L2, 5 seeds", "table"),
+    Suite("table4", "Table 4: AT, +L1/L2/cutout/mixup, AT-AWP; CIFAR-10 L∞, 5 seeds", "table"),
+    Suite("table5", "Table 5: as Table 4 under L2 (ε = 128/255)", "table"),
+    Suite("fig7-schedules", "Figure 7: landscapes under the cosine and cyclic schedules (chapter 3)", "figure"),
+    Suite("fig8-architectures", "Figure 8: landscapes of VGG-19 and WRN-34-10 (chapter 3)", "figure"),
+    Suite("fig9-datasets", "Figure 9: landscapes on CIFAR-100 and SVHN (chapter 3)", "figure"),
+    Suite("fig10-l2", "Figure 10: landscapes under the L2 threat model (chapter 3)", "figure"),
+    Suite("benchmark-wrn", "the WRN-34-10 benchmark: AT-AWP, TRADES-AWP, MART-AWP with the full battery "
+                           "and AutoAttack (RST-AWP needs the withdrawn 500K TinyImages pool)", "table"),
+)}
+MINIATURE_NOTES = {
+    "table3": "the dataset axis is Fashion-MNIST only",
+    "table4": "Fashion-MNIST instead of CIFAR-10", "table5": "Fashion-MNIST instead of CIFAR-10",
+    "benchmark-wrn": "the profile's model instead of WRN-34-10",
+    "fig8-architectures": "a second small architecture (MLP or small CNN) instead of VGG-19 and WRN-34-10",
+    "fig9-datasets": "no run: the miniature has one dataset (Fashion-MNIST); CIFAR-100 and SVHN need downloads",
+}
+
+
+def get_suite(name: str) -> Suite:
+    check_choice("suite", name, tuple(SUITES))
+    return SUITES[name]
+
+
+# ----------------------------------------------------------------------------- validation and cost
+def load_parameter_file(path) -> dict:
+    """Config overrides for every run of a table suite, from YAML or JSON; keys and values are checked
+    here, before any run starts (``make_config`` names a bad key or value)."""
+    import yaml
+    text = Path(path).read_text()
+    values = yaml.safe_load(text) if text.strip() else {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of config keys to values, got {type(values).__name__}")
+    if "profile" in values:
+        raise ValueError(f"{path}: 'profile' is chosen with --profile, not in the parameter file")
+    if "seed" in values:
+        raise ValueError(f"{path}: 'seed' is set by the suite (use --seeds N for seeds 0..N-1)")
+    from .train import _parse_value
+    values = {k: _parse_value(v) if isinstance(v, str) else v for k, v in values.items()}
+    try:
+        make_config("smoke", **values)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: {e}") from None
+    return values
+
+
+def check_runs(runs: list[Run], root: Path) -> None:
+    """Before anything runs: every notebook exists, its parameters are ones it declares, and no run
+    folder holds a run with another config (which the trainer would refuse half-way through a suite)."""
+    declared = {}
+    for r in runs:
+        if r.notebook not in declared:
+            path = _root() / r.notebook
+            if not path.exists():
+                raise FileNotFoundError(f"{path} (the notebook of run {r.name}) does not exist")
+            declared[r.notebook] = set(_notebook_parameters(path))
+        unknown = set(r.parameters) - declared[r.notebook]
+        if unknown:
+            raise ValueError(f"run {r.name}: {r.notebook} has no parameter(s) {sorted(unknown)}; "
+                             f"it takes {sorted(declared[r.notebook])}")
+        saved = root / r.config.profile / r.name / "config.json"
+        if r.notebook == RUN_NOTEBOOK and saved.exists():
+            old, new = json.loads(saved.read_text()), r.config.to_dict()
+            diff = [k for k in new if k != "device" and old.get(k) != new[k]]
+            if diff:
+                raise ValueError(f"{saved.parent} holds a run with another config ({', '.join(diff)}); "
+                                 "use --runs-root to keep both, or delete that folder")
+
+
+def _notebook_parameters(path: Path) -> list[str]:
+    import papermill
+    return list(papermill.inspect_notebook(str(path)))
+
+
+# Per-image cost of one forward+backward pass on one H100 (bf16, channels_last), in seconds: an
+# ESTIMATE calibrated so that PreAct ResNet-18 AT-AWP on CIFAR-10 (12 passes per image) takes 25 s an
+# epoch (the goal of issue 7, not a measurement); other models scale by forward FLOPs at 32 x 32.
+PASS_SECONDS = 25.0 / (49_000 * 12)
+MODEL_COST = {"preactresnet18": 1.0, "vgg19": 0.71, "wrn-28-10": 9.4, "wrn-34-10": 11.3, "smallcnn": 0.02, "mlp": 0.01}
+TRAIN_IMAGES = {"cifar10": 49_000, "cifar100": 49_000, "svhn": 72_257, "fashion-mnist": 59_000}
+TEST_IMAGES = {"cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032, "fashion-mnist": 10_000}
+
+
+def gpu_hours(run: Run) -> float:
+    """Estimated hours on one H100 (see ``PASS_SECONDS``); chapter 3 runs add their landscapes."""
+    c = run.config
+    n_train = c.train_size or TRAIN_IMAGES[c.dataset]
+    per_image = c.attack_steps + 1 + (c.awp_steps * c.awp_alternations if c.awp_gamma > 0 else 0)
+    per_image += 1 if c.method in ("trades", "mart") else 0
+    passes = c.epochs * n_train * per_image
+    n_eval = min(c.eval_train_size, n_train) + (c.val_size or 1000) + (c.test_size or TEST_IMAGES[c.dataset])
+    passes += math.ceil(c.epochs / c.eval_every) * n_eval * (c.eval_attack_steps + 2)
+    if run.notebook == CH3_NOTEBOOK:  # 1-D: 10 directions x 21 alphas on the training set; 2-D: 3 x 21 x 21 on 10k
+        passes += (10 * 21 * n_train + 3 * 21 * 21 * min(n_train, 10_000)) * (c.attack_steps + 1)
+    return passes * PASS_SECONDS * MODEL_COST[c.model] / 3600
+
+
+# ----------------------------------------------------------------------------- execution
+def _root() -> Path:
+    from .book import project_root
+    return project_root()
+
+
+def status(run: Run, root: Path) -> str:
+    """``done``; ``trained`` (training finished, the notebook not); ``partial (epoch e/E)`` or
+    ``partial`` (interrupted); or ``todo``."""
+    folder = root / run.config.profile / run.name
+    if (folder / "done.json").exists():
+        return "done"
+    train_dir = folder if run.notebook == RUN_NOTEBOOK else None
+    if train_dir is not None and (train_dir / "metrics.json").exists():
+        rows = json.loads((train_dir / "metrics.json").read_text())
+        epoch = rows[-1]["epoch"] if rows else 0
+        return "trained" if epoch >= run.config.epochs else f"partial (epoch {epoch}/{run.config.epochs})"
+    return "partial" if (folder / "notebook.ipynb").exists() else "todo"
+
+
+def execute_run(run: Run, root: str, gpus: int = 1, log_output: bool = True) -> dict:
+    """Execute one run's notebook with papermill (``--log-output``) and mark it done.
+
+    The executed notebook is written to the run folder as it runs; a failure or an interruption
+    leaves it there, without ``done.json``, and the next call executes it again (its training
+    resumes). Picklable, so that Slurm jobs (submitit) run this same function.
+    """
+    import papermill as pm
+    root = Path(root)
+    folder = root / run.config.profile / run.name
+    folder.mkdir(parents=True, exist_ok=True)
+    params = dict(run.parameters)
+    if run.notebook == RUN_NOTEBOOK:
+        params.update(runs_root=str(root), gpus=gpus)
+    t0 = time.time()
+    pm.execute_notebook(str(_root() / run.notebook), str(folder / "notebook.ipynb"), parameters=params,
+                        kernel_name="python3", cwd=str(_root() / "book"), log_output=log_output,
+                        progress_bar=False, request_save_on_cell_execute=True)
+    info = {"run": run.name, "notebook": run.notebook, "parameters": params, "seconds": time.time() - t0,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    from .train import save_text
+    save_text(json.dumps(info, indent=1), folder / "done.json")
+    return info
+
+
+def run_suite(suite: str, profile: str, overrides: dict | None = None, seeds: int | None = None,
+              only: str | None = None, max_runs: int | None = None, runs_root: str | None = None,
+              dry_run: bool = False, executor: str = "local", gpus: int = 1, slurm: dict | None = None,
+              log_output: bool = True, out=print) -> dict:
+    """Expand ``suite``, check it, then execute its runs (or just list them with ``dry_run``)."""
+    s = get_suite(suite)
+    check_choice("profile", profile, ("smoke", "cpu", "paper"))
+    check_choice("executor", executor, ("local", "slurm"))
+    if seeds is not None and not (isinstance(seeds, int) and seeds >= 1):
+        raise ValueError(f"seeds={seeds!r} is invalid: a positive number of seeds (0..seeds-1)")
+    if not (isinstance(gpus, int) and gpus >= 1):
+        raise ValueError(f"gpus={gpus!r} is invalid: a positive number of GPUs per run")
+    root = Path(runs_root) if runs_root else _root() / "runs"
+    runs = s.runs(profile, overrides, seeds)
+    if only:
+        runs = [r for r in runs if fnmatch.fnmatch(r.name, only)]
+    check_runs(runs, root)
+    states = {r.name: status(r, root) for r in runs}
+    hours = {r.name: gpu_hours(r) for r in runs}
+    todo = [r for r in runs if states[r.name] != "done"]
+    out(f"suite {suite} ({s.what}), profile {profile}: {len(runs)} runs, {len(runs) - len(todo)} done, "
+        f"{len(todo)} to run; runs in {root / profile}")
+    if profile != "paper" and suite in MINIATURE_NOTES:
+        out(f"  miniature: {MINIATURE_NOTES[suite]}")
+    for r in runs:
+        a = r.axes
+        out(f"  {states[r.name]:>22s}  {r.name:<36s} {a['dataset']:<13s} {a['norm']:<4s} {a['method']:<12s} "
+            f"seed {a['seed']}  {r.config.model}, {r.config.epochs} epochs, ~{hours[r.name]:.2f} GPU-h")
+    total, left = sum(hours.values()), sum(hours[r.name] for r in todo)
+    out(f"estimated {total:.1f} GPU-hours in all, {left:.1f} left, on one H100 (an estimate, not a "
+        f"measurement: {PASS_SECONDS * 1e6:.1f} µs per image pass of PreAct ResNet-18, scaled by model FLOPs)")
+    summary = {"suite": suite, "profile": profile, "runs": [r.name for r in runs], "status": states,
+               "gpu_hours": total, "executed": []}
+    if dry_run:
+        return summary
+    batch = todo[:max_runs] if max_runs else todo
+    if executor == "slurm":
+        jobs = submit_slurm(batch, root, gpus, slurm or {})
+        out(f"submitted {len(jobs)} Slurm jobs: {', '.join(j.job_id for j in jobs)}; run the same command "
+            "again to see progress, and without new runs to aggregate")
+        summary["jobs"] = [j.job_id for j in jobs]
+        return summary
+    for i, r in enumerate(batch, 1):
+        out(f"[{i}/{len(batch)}] {r.name}: executing {r.notebook} ({states[r.name]})")
+        info = execute_run(r, str(root), gpus, log_output)
+        out(f"[{i}/{len(batch)}] {r.name}: done in {info['seconds']:.0f} s")
+        summary["executed"].append(r.name)
+    summary["tables"] = aggregate_suite(s, runs, root, profile, out)
+    return summary
+
+
+def submit_slurm(runs: list[Run], root: Path, gpus: int, slurm: dict):
+    """One Slurm job per run through submitit; each job calls :func:`execute_run`."""
+    import submitit
+    folder = root / runs[0].config.profile / "slurm" if runs else root / "slurm"
+    ex = submitit.AutoExecutor(folder=str(folder), cluster=slurm.pop("cluster", None))
+    params = {"timeout_min": 60 * 24, "gpus_per_node": gpus, "cpus_per_task": 8 * gpus, "nodes": 1,
+              "tasks_per_node": 1, **slurm}
+    ex.update_parameters(**params)
+    return [ex.submit(execute_run, r, str(root), gpus) for r in runs]
+
+
+def aggregate_suite(s: Suite, runs: list[Run], root: Path, profile: str, out=print) -> list[dict]:
+    """Mean ± std tables of the suite's finished training runs, beside the paper's; written to
+    ``results/<profile>/reproduce-<suite>.{json,md}``."""
+    from .book import save_results
+    names = [r.name for r in runs if r.notebook == RUN_NOTEBOOK]
+    rows = report.aggregate(report.collect(root / profile, names))
+    lines = [f"# {s.what}", "", f"profile `{profile}`; ours: mean ± std over the seeds listed; paper: its "
+             "appendix (PreAct ResNet-18, 5 runs); robust = PGD-20 at the training ε, best = selected on "
+             "validation (ours) / on test (the paper's code)", "",
+             "| dataset | norm | method | model | seeds | robust best | robust last | natural best | natural last "
+             "| paper robust best | paper robust last | paper natural best | paper natural last |",
+             "|" + " --- |" * 13]
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["norm"], r["method"])):
+        p = report.PAPER.get((r["dataset"], r["norm"], r["method"]))
+        lines.append(f"| {r['dataset']} | {r['norm']} | {r['method']} | {r['model']} | {len(r['seeds'])} | "
+                     + " | ".join(report.fmt(r[c]) for c in report.COLUMNS) + " | "
+                     + " | ".join(report.fmt(v) if p else "—" for v in (p or [None] * 4)) + " |")
+    missing = len(names) - sum(len(r["seeds"]) for r in rows)
+    if missing:
+        lines += ["", f"{missing} of the suite's {len(names)} training runs are not finished (absent above)."]
+    if s.kind == "figure":
+        lines += ["", "The figures are in the executed chapter 3 notebooks: "
+                  + ", ".join(f"`runs/{profile}/{r.name}/notebook.ipynb`" for r in runs)]
+    text = "\n".join(lines) + "\n"
+    jpath = save_results(profile, f"reproduce-{s.name}", {
+        "suite": s.name, "runs": [r.name for r in runs],
+        "table": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in rows]})
+    from .train import save_text
+    save_text(text, jpath.with_suffix(".md"))
+    out(text)
+    out(f"wrote {jpath} and {jpath.with_suffix('.md').name}")
+    return rows
+
+
+# ----------------------------------------------------------------------------- CLI
+def register_cli(sub) -> None:
+    p = sub.add_parser("reproduce", help="run a paper table or figure as papermill runs (skips finished runs, "
+                                         "resumes interrupted ones) and aggregate the tables",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("suite", help="one of: " + ", ".join(SUITES))
+    p.add_argument("--profile", default=None, help="smoke | cpu | paper (default: $AWP_PROFILE or cpu)")
+    p.add_argument("-f", "--parameters", default=None,
+                   help="YAML/JSON file of config overrides for every run of a table suite (e.g. device, epochs)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: smoke 2, cpu 5, paper 5)")
+    p.add_argument("--only", default=None, help="only runs whose name matches this glob, e.g. 'at-awp*'")
+    p.add_argument("--max-runs", type=int, default=None, help="execute at most N runs now (the rest later)")
+    p.add_argument("--runs-root", default=None, help="folder of <profile>/<run> folders (default: ./runs)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs, their state and the GPU-hour estimate")
+    p.add_argument("--executor", default="local", help="local (default) | slurm (submitit)")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs per run; > 1 trains with torchrun (DDP)")
+    p.add_argument("--slurm", default=None, help="JSON of submitit parameters, e.g. '{\"slurm_partition\": \"gpu\"}'")
+    p.add_argument("--quiet", action="store_true", help="do not stream the notebooks' output")
+    p.set_defaults(fn=_cmd)
+
+
+def _cmd(args) -> None:
+    from .config import default_profile
+    overrides = load_parameter_file(args.parameters) if args.parameters else {}
+    slurm = json.loads(args.slurm) if args.slurm else None
+    run_suite(args.suite, args.profile or default_profile(), overrides, args.seeds, args.only, args.max_runs,
+              args.runs_root, args.dry_run, args.executor, args.gpus, slurm, not args.quiet,
+              out=lambda msg: print(msg, flush=True))
