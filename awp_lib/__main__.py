@@ -43,6 +43,11 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except RuntimeError as e:
+        if type(e).__name__ != "RunsFailed":
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _extra_commands():

@@ -60,6 +60,9 @@ class AWP:
         named = perturbable(model)
         self.names, self.params = (tuple(n for n, _ in named), tuple(p for _, p in named))
         self.v = None  # the perturbation currently applied, or None
+        # Data-parallel training sets this to average the weight gradients over processes, so that
+        # every process finds the same v as one process on the whole batch.
+        self.grad_reduce = None
 
     def _bn_buffers(self):
         return [b for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) for b in m.buffers()]
@@ -83,6 +86,8 @@ class AWP:
         v = self.v or [torch.zeros_like(p) for p in self.params]
         for _ in range(steps or self.steps):
             grads = torch.autograd.grad(loss_fn(), self.params, allow_unused=True)
+            if self.grad_reduce is not None:
+                grads = self.grad_reduce([torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)])
             new_v = [vl if g is None else vl + (self.step_size * wn / (g.norm() + 1e-20)) * g
                      for vl, g, wn in zip(v, grads, self.w_norms)]
             new_v = project_layerwise(new_v, self.w_norms, self.gamma)

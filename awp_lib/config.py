@@ -21,6 +21,7 @@ PROFILES = ("smoke", "cpu", "paper")
 SCHEDULES = ("piecewise", "cosine", "cyclic", "constant")
 REGULARIZERS = ("none", "l1", "l2", "cutout", "mixup")
 ATTACK_BN = ("auto", "eval", "train")
+AMP = ("none", "bf16")
 
 
 @dataclass
@@ -67,6 +68,10 @@ class Config:
     eval_every: int = 1
     seed: int = 0
     device: str = "auto"             # auto | cpu | cuda | cuda:N
+    # speed on a GPU (numbers change within noise, not the method)
+    amp: str = "none"                # none | bf16: bf16 autocast for training and per-epoch evaluation
+    channels_last: bool = False      # channels_last memory format for conv nets
+    compile: bool = False            # torch.compile the model for training
 
     def __post_init__(self):
         self.validate()
@@ -95,6 +100,10 @@ class Config:
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("regularizer", self.regularizer, REGULARIZERS)
         check_choice("attack_bn", self.attack_bn, ATTACK_BN)
+        check_choice("amp", self.amp, AMP)
+        for k in ("channels_last", "compile", "nesterov"):
+            if not isinstance(getattr(self, k), bool):
+                raise ValueError(f"{k}={getattr(self, k)!r} is invalid: true or false")
         if self.augment is not None:
             check_choice("augment", self.augment, ("none", "crop-flip"))
         check_eps(self.eps, self.norm)
@@ -142,7 +151,7 @@ PRESETS = {
                 eval_train_size=500, eval_every=4, pseudo_epochs=10),
     "paper": dict(dataset="cifar10", model="preactresnet18", eps=8 / 255, attack_alpha=2 / 255, attack_steps=10,
                   epochs=200, batch_size=128, lr=0.1, eval_attack_steps=20, eval_train_size=1000,
-                  test_size=None, train_size=None, val_size=1000),
+                  test_size=None, train_size=None, val_size=1000, amp="bf16", channels_last=True),
 }
 
 
@@ -167,3 +176,12 @@ def make_config(profile: str | None = None, **overrides) -> Config:
             hint = f" did you mean {near[0]!r}?" if near else ""
             raise ValueError(f"unknown config key {k!r};{hint} valid keys: {', '.join(keys())}")
     return Config(**{**PRESETS[profile], **overrides, "profile": profile})
+
+
+def config_diff(old: dict, new: Config) -> dict:
+    """Keys whose values differ between a saved config (a run's ``config.json``) and ``new``, as
+    ``{key: (old, new)}``; ``device`` is ignored, and keys added to Config after the run was saved
+    count as their defaults."""
+    defaults = {f.name: f.default for f in fields(Config)}
+    return {k: (old.get(k, defaults[k]), v) for k, v in new.to_dict().items()
+            if k != "device" and old.get(k, defaults[k]) != v}

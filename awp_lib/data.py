@@ -64,7 +64,7 @@ def prepare_fashion_mnist(root=None, source: Path = DEBIAN_FASHION_MNIST) -> Pat
     raw.mkdir(parents=True, exist_ok=True)
     for n in names:
         if not (raw / n).exists():
-            tmp = raw / f".{n}.tmp"
+            tmp = raw / f".{n}.{os.getpid()}.tmp"  # per process: torchrun ranks may prepare at once
             with gzip.open(source / f"{n}.gz", "rb") as fin, open(tmp, "wb") as fout:
                 shutil.copyfileobj(fin, fout)
             os.replace(tmp, raw / n)
@@ -196,7 +196,8 @@ class Loader:
     """
 
     def __init__(self, x, y, batch_size: int = 128, shuffle: bool = False, augment: str = "none",
-                 seed: int = 0, device: str | torch.device = "cpu", drop_last: bool = False):
+                 seed: int = 0, device: str | torch.device = "cpu", drop_last: bool = False,
+                 shard: tuple[int, int] = (0, 1), channels_last: bool = False):
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} images but y has {len(y)} labels")
         if batch_size <= 0:
@@ -204,14 +205,19 @@ class Loader:
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.augment, self.seed = batch_size, shuffle, augment, seed
         self.device, self.drop_last, self.epoch = torch.device(device), drop_last, 0
+        # Data-parallel training (torchrun): process ``rank`` of ``world`` gets images rank, rank + world, ...
+        # of every batch, after augmentation, so the processes together see exactly the batches of one.
+        self.rank, self.world = shard
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         check_choice("augmentation", augment, ("none", "crop-flip"))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        n = len(self.y)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        full, rest = divmod(len(self.y), self.batch_size)
+        # a last partial batch is kept unless drop_last, or it has fewer images than processes
+        return full + (1 if rest and not self.drop_last and rest >= self.world else 0)
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
@@ -219,8 +225,11 @@ class Loader:
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            x = self.x[idx].to(self.device, non_blocking=True).float().div_(255)
-            yield augment_batch(x, self.augment, g), self.y[idx].to(self.device, non_blocking=True)
+            x = augment_batch(self.x[idx].to(self.device, non_blocking=True).float().div_(255), self.augment, g)
+            y = self.y[idx].to(self.device, non_blocking=True)
+            if self.world > 1:
+                x, y = x[self.rank::self.world], y[self.rank::self.world]
+            yield (x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x), y
 
 
 def loaders(splits: Splits, batch_size: int = 128, seed: int = 0, device="cpu", augment: str | None = None,

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import report
-from .config import Config, make_config
+from .config import Config, config_diff, make_config
 from .data import check_choice
 
 RUN_NOTEBOOK = "book/run.ipynb"
@@ -233,8 +233,7 @@ def check_runs(runs: list[Run], root: Path) -> None:
                              f"it takes {sorted(declared[r.notebook])}")
         saved = root / r.config.profile / r.name / "config.json"
         if r.notebook == RUN_NOTEBOOK and saved.exists():
-            old, new = json.loads(saved.read_text()), r.config.to_dict()
-            diff = [k for k in new if k != "device" and old.get(k) != new[k]]
+            diff = list(config_diff(json.loads(saved.read_text()), r.config))
             if diff:
                 raise ValueError(f"{saved.parent} holds a run with another config ({', '.join(diff)}); "
                                  "use --runs-root to keep both, or delete that folder")
@@ -328,7 +327,8 @@ def run_suite(suite: str, profile: str, overrides: dict | None = None, seeds: in
     root = Path(runs_root) if runs_root else _root() / "runs"
     runs = s.runs(profile, overrides, seeds)
     if only:
-        runs = [r for r in runs if fnmatch.fnmatch(r.name, only)]
+        globs = [g.strip() for g in only.split(",") if g.strip()]
+        runs = [r for r in runs if any(fnmatch.fnmatch(r.name, g) for g in globs)]
     check_runs(runs, root)
     states = {r.name: status(r, root) for r in runs}
     hours = {r.name: gpu_hours(r) for r in runs}
@@ -355,13 +355,26 @@ def run_suite(suite: str, profile: str, overrides: dict | None = None, seeds: in
             "again to see progress, and without new runs to aggregate")
         summary["jobs"] = [j.job_id for j in jobs]
         return summary
+    failed = {}
     for i, r in enumerate(batch, 1):
         out(f"[{i}/{len(batch)}] {r.name}: executing {r.notebook} ({states[r.name]})")
-        info = execute_run(r, str(root), gpus, log_output)
+        try:
+            info = execute_run(r, str(root), gpus, log_output)
+        except Exception as e:  # one failed run does not stop the others; KeyboardInterrupt does
+            failed[r.name] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+            out(f"[{i}/{len(batch)}] {r.name}: FAILED ({failed[r.name]}); see {root / profile / r.name / 'notebook.ipynb'}")
+            continue
         out(f"[{i}/{len(batch)}] {r.name}: done in {info['seconds']:.0f} s")
         summary["executed"].append(r.name)
     summary["tables"] = aggregate_suite(s, runs, root, profile, out)
+    if failed:
+        raise RunsFailed(f"{len(failed)} of {len(batch)} runs failed (the others are done and aggregated): "
+                         + "; ".join(f"{k}: {v}" for k, v in failed.items()))
     return summary
+
+
+class RunsFailed(RuntimeError):
+    """Some runs of a suite raised; their notebooks show where."""
 
 
 def submit_slurm(runs: list[Run], root: Path, gpus: int, slurm: dict):
@@ -419,7 +432,7 @@ def register_cli(sub) -> None:
     p.add_argument("-f", "--parameters", default=None,
                    help="YAML/JSON file of config overrides for every run of a table suite (e.g. device, epochs)")
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: smoke 2, cpu 5, paper 5)")
-    p.add_argument("--only", default=None, help="only runs whose name matches this glob, e.g. 'at-awp*'")
+    p.add_argument("--only", default=None, help="only runs whose name matches one of these globs (comma list), e.g. 'at-awp*'")
     p.add_argument("--max-runs", type=int, default=None, help="execute at most N runs now (the rest later)")
     p.add_argument("--runs-root", default=None, help="folder of <profile>/<run> folders (default: ./runs)")
     p.add_argument("--dry-run", action="store_true", help="list the runs, their state and the GPU-hour estimate")
@@ -432,6 +445,8 @@ def register_cli(sub) -> None:
 
 def _cmd(args) -> None:
     from .config import default_profile
+    if args.parameters and not Path(args.parameters).is_file():
+        raise FileNotFoundError(f"parameter file {args.parameters} not found")
     overrides = load_parameter_file(args.parameters) if args.parameters else {}
     slurm = json.loads(args.slurm) if args.slurm else None
     run_suite(args.suite, args.profile or default_profile(), overrides, args.seeds, args.only, args.max_runs,

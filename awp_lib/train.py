@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from . import attacks, data, methods, models
 from .awp import AWP, perturbable
-from .config import Config, keys, make_config
+from .config import Config, config_diff, keys, make_config
 
 
 class TrainingDiverged(RuntimeError):
@@ -160,11 +160,13 @@ class MixedLoader:
 
 # ----------------------------------------------------------------------------- one step
 def train_step(model, opt, method: methods.Method, cfg: Config, x, y, awp: AWP | None = None,
-               num_classes: int = 10) -> torch.Tensor:
+               num_classes: int = 10, ddp=None) -> torch.Tensor:
     """One mini-batch of Algorithm 2 (plain ``method`` training when ``awp`` is None); returns the loss.
 
     Input attack at w + v, then K₂ weight-ascent steps, ``A`` times (lines 5-15); the gradient
-    of the method's loss at w + v; restore w; optimizer step (line 16).
+    of the method's loss at w + v; restore w; optimizer step (line 16). Under torchrun, ``ddp``
+    (the model wrapped in DistributedDataParallel) computes that loss, so that its backward
+    averages the gradient over the processes.
     """
     target = y
     if cfg.regularizer == "cutout":
@@ -175,7 +177,7 @@ def train_step(model, opt, method: methods.Method, cfg: Config, x, y, awp: AWP |
         x_adv = method.perturb(model, x, target, cfg)
         if awp is not None:
             awp.perturb(lambda: method.loss(model, x, x_adv, target, cfg))
-    loss = method.loss(model, x, x_adv, target, cfg)
+    loss = method.loss(ddp or model, x, x_adv, target, cfg)
     if cfg.regularizer in ("l1", "l2"):
         loss = loss + weight_penalty(model, cfg.regularizer, cfg.reg)
     if not torch.isfinite(loss):
@@ -201,6 +203,7 @@ def robust_accuracy(model, loader, cfg: Config, steps: int) -> tuple[float, floa
             nat += (model(x).argmax(1) == y).sum().item()
             rob += (model(x_adv).argmax(1) == y).sum().item()
         n += len(y)
+    nat, rob, n = _sum_over_processes([nat, rob, n], next(model.parameters()).device)
     return nat / n, rob / n
 
 
@@ -210,29 +213,78 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# ----------------------------------------------------------------------------- torchrun (DDP)
+def distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """``(rank, world size, device)``. Under torchrun (``WORLD_SIZE`` > 1) the process group is
+    initialised once (NCCL for GPUs, gloo for CPUs) and each process takes GPU ``LOCAL_RANK``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    import torch.distributed as dist
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def _sum_over_processes(values, device) -> list:
+    """Sum numbers over the torchrun processes (identity in a single process)."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return values
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _mean_over_processes(tensors: list[torch.Tensor], world: int) -> list[torch.Tensor]:
+    import torch.distributed as dist
+    for t in tensors:
+        dist.all_reduce(t)
+        t.div_(world)
+    return tensors
+
+
+def _from_rank0(t: torch.Tensor, device) -> torch.Tensor:
+    """Process 0's tensor on every process (RST's pseudo-labels)."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return t
+    t = t.to(device)
+    dist.broadcast(t, 0)
+    return t.cpu()
+
+
 # ----------------------------------------------------------------------------- the loop
 def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits | None = None,
           progress: str = "auto") -> list[dict]:
     """Train ``cfg`` and return its per-epoch metrics; with ``out``, write and resume a run there.
 
     ``progress``: ``auto`` (a tqdm bar in a terminal, one line per epoch otherwise), ``bar``,
-    ``line`` or ``none``.
+    ``line`` or ``none``. Under ``torchrun --nproc-per-node N`` each process trains on its share
+    of every batch of ``cfg.batch_size`` (DistributedDataParallel) and process 0 writes the run.
     """
     cfg.validate()
+    rank, world, device = distributed(resolve_device(cfg.device))
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size={cfg.batch_size} must be a multiple of the {world} torchrun processes")
+    writer = rank == 0
+    progress = progress if writer else "none"
     out = Path(out) if out is not None else None
     rows, start, best = [], 0, {"val_robust": -1.0, "epoch": None}
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "checkpoints").mkdir(exist_ok=True)
+        if writer:
+            (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         saved_cfg = out / "config.json"
         if saved_cfg.exists():
-            old = json.loads(saved_cfg.read_text())
-            diff = {k: (old.get(k), v) for k, v in cfg.to_dict().items() if old.get(k) != v and k != "device"}
+            diff = config_diff(json.loads(saved_cfg.read_text()), cfg)
             if diff:
                 raise ValueError(f"{out} holds a run with another config (key: old -> new): "
                                  + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
                                  + ". Use another --out, or delete that folder to start over.")
-        else:
+        elif writer:
             save_text(json.dumps(cfg.to_dict(), indent=2), saved_cfg)
     ck = None  # the last checkpoint of an interrupted or finished run, read once
     if out is not None and (out / "checkpoints" / "last.pt").exists():
@@ -240,35 +292,49 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
         if ck["epoch"] >= cfg.epochs:  # finished: no data, model or pseudo-labels to prepare
             _log(progress, f"{out}: finished ({cfg.epochs} epochs); nothing to do")
             return json.loads(ck["metrics"])
-    device = resolve_device(cfg.device)
     if splits is None:
         splits = data.get_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, cfg.seed)
     torch.manual_seed(cfg.seed)
     model = models.build_model(cfg.model, cfg.dataset, cfg.width).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
     method = methods.get(cfg.method)
     awp = AWP(model, cfg.awp_gamma, cfg.awp_steps, cfg.awp_alternations, cfg.awp_step) if cfg.awp_gamma > 0 else None
+    # `net` runs the attacks and AWP's ascent; `ddp` (data parallel) the loss whose gradient updates w
+    net = torch.compile(model) if cfg.compile else model
+    ddp = None
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ddp = torch.compile(ddp) if cfg.compile else ddp
+        if awp is not None:
+            awp.grad_reduce = lambda grads: _mean_over_processes(grads, world)
 
     augment = cfg.augment or data.AUGMENT[cfg.dataset]
-    train_loader = data.Loader(*splits.train, cfg.batch_size, True, augment, cfg.seed, device)
+    shard = dict(shard=(rank, world), channels_last=cfg.channels_last)
+    train_loader = data.Loader(*splits.train, cfg.batch_size, True, augment, cfg.seed, device, **shard)
     if cfg.method == "rst":
         labels_path = out / "pseudo_labels.pt" if out else None
         if labels_path is not None and labels_path.exists():
             pseudo = load_torch(labels_path)
         else:
-            pseudo = pseudo_label(cfg, splits, device)
-            if labels_path is not None:
+            pseudo = _from_rank0(pseudo_label(cfg, splits, device) if writer
+                                 else torch.zeros(len(splits.pool[1]), dtype=torch.long), device)
+            if labels_path is not None and writer:
                 save_torch(pseudo, labels_path)
         n_lab = max(1, round(cfg.batch_size * (1 - cfg.unsup_fraction)))
-        train_loader = MixedLoader(data.Loader(*splits.train, n_lab, True, augment, cfg.seed, device),
+        train_loader = MixedLoader(data.Loader(*splits.train, n_lab, True, augment, cfg.seed, device, **shard),
                                    data.Loader(splits.pool[0], pseudo, cfg.batch_size - n_lab, True, augment,
-                                               cfg.seed + 1, device, drop_last=len(pseudo) >= cfg.batch_size - n_lab),
+                                               cfg.seed + 1, device, drop_last=len(pseudo) >= cfg.batch_size - n_lab,
+                                               **shard),
                                    cfg.unsup_fraction)
     n_eval = min(cfg.eval_train_size, len(splits.train[1]))
-    train_eval = data.Loader(splits.train[0][:n_eval], splits.train[1][:n_eval], 512, device=device)
-    val_loader = data.Loader(*splits.val, 512, device=device)
-    test_loader = data.Loader(*splits.test, 512, device=device)
+    train_eval = data.Loader(splits.train[0][:n_eval], splits.train[1][:n_eval], 512, device=device, **shard)
+    val_loader = data.Loader(*splits.val, 512, device=device, **shard)
+    test_loader = data.Loader(*splits.test, 512, device=device, **shard)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
 
     if ck is not None:  # resume
         model.load_state_dict(ck["model"])
@@ -278,7 +344,7 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
     bar = _bar(progress, cfg.epochs, start)
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch + 7919 * rank)
         train_loader.set_epoch(epoch)
         use_awp = awp is not None and epoch >= cfg.awp_warmup
         model.train()
@@ -288,7 +354,8 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
             for g in opt.param_groups:  # every group, every iteration
                 g["lr"] = lr
             try:
-                loss = train_step(model, opt, method, cfg, x, y, awp if use_awp else None, splits.num_classes)
+                with amp:
+                    loss = train_step(net, opt, method, cfg, x, y, awp if use_awp else None, splits.num_classes, ddp)
             except TrainingDiverged as e:
                 raise TrainingDiverged(
                     f"{e} at epoch {epoch + 1}, batch {i + 1} (lr={lr:g}); "
@@ -297,20 +364,22 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
                     + ". Try a smaller lr or gamma.") from None
             tot_loss += loss.item() * len(y)
             tot_n += len(y)
+        tot_loss, tot_n = _sum_over_processes([tot_loss, tot_n], device)
         t_train = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": tot_loss / tot_n, "awp": use_awp}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            row["train_natural"], row["train_robust"] = robust_accuracy(model, train_eval, cfg, cfg.eval_attack_steps)
-            row["val_natural"], row["val_robust"] = robust_accuracy(model, val_loader, cfg, cfg.eval_attack_steps)
-            row["test_natural"], row["test_robust"] = robust_accuracy(model, test_loader, cfg, cfg.eval_attack_steps)
+            with amp:
+                row["train_natural"], row["train_robust"] = robust_accuracy(model, train_eval, cfg, cfg.eval_attack_steps)
+                row["val_natural"], row["val_robust"] = robust_accuracy(model, val_loader, cfg, cfg.eval_attack_steps)
+                row["test_natural"], row["test_robust"] = robust_accuracy(model, test_loader, cfg, cfg.eval_attack_steps)
             row["gap"] = row["train_robust"] - row["test_robust"]
         row["time_train"], row["time_total"] = t_train, time.perf_counter() - t0
         rows.append(row)
         if "val_robust" in row and row["val_robust"] > best["val_robust"]:
             best = {"val_robust": row["val_robust"], "epoch": epoch + 1}
-            if out is not None:
+            if out is not None and writer:
                 save_torch({"model": model.state_dict(), "epoch": epoch + 1}, out / "checkpoints" / "best.pt")
-        if out is not None:
+        if out is not None and writer:
             if _keep_epoch(cfg, epoch + 1):
                 save_torch({"model": model.state_dict(), "epoch": epoch + 1}, out / "checkpoints" / f"epoch{epoch + 1}.pt")
             save_text(json.dumps(rows, indent=1), out / "metrics.json")
@@ -404,6 +473,8 @@ def _cmd_train(args) -> None:
     cfg = make_config(args.profile, **overrides)
     out = Path(args.out) if args.out else default_out(cfg)
     rows = train(cfg, out, progress=args.progress)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     last = rows[-1]
     print(json.dumps({"out": str(out), "epochs": len(rows), "last": {k: last.get(k) for k in
                       ("test_natural", "test_robust", "train_robust", "val_robust")}}))

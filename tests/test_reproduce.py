@@ -154,3 +154,27 @@ def test_aggregate_suite_from_run_folders_the_test_writes(tmp_path):
     md = (reproduce._root() / "results" / "smoke" / "reproduce-table4.md").read_text()
     assert "| fashion-mnist | linf | AT | smallcnn | 3 | 41.00 ± 1.00 | 31.00 ± 1.00 |" in md
     assert f"{len(runs) - 4} of the suite's {len(runs)} training runs are not finished" in md
+
+
+def test_slurm_executor_runs_the_same_function_through_submitit(tmp_path):
+    # submitit's "debug" cluster runs the job in this process when its result is asked for: the
+    # job is the pickled execute_run of a local run, so the Slurm path is the local path.
+    runs = [r for r in reproduce.get_suite("table3").runs("smoke", seeds=1) if r.name == "at-awp0.005-s0"]
+    jobs = reproduce.submit_slurm(runs, tmp_path, 1, {"cluster": "debug", "slurm_partition": "gpu"})
+    info = jobs[0].result()
+    assert info["run"] == "at-awp0.005-s0"
+    assert (tmp_path / "smoke" / "at-awp0.005-s0" / "done.json").exists()
+    assert reproduce.status(runs[0], tmp_path) == "done"
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_failing_run_does_not_stop_the_others(tmp_path):
+    runs = reproduce.get_suite("table3").runs("smoke", {"device": "cuda"}, seeds=1)
+    log = []
+    with pytest.raises(reproduce.RunsFailed, match="2 of 2 runs failed") as e:
+        reproduce.run_suite("table3", "smoke", {"device": "cuda"}, seeds=1, only="at-piecewise-s0,at-awp0.005-s0", runs_root=str(tmp_path),
+                            log_output=False, out=log.append)
+    assert "at-piecewise-s0" in str(e.value) and "at-awp0.005-s0" in str(e.value)
+    for r in runs[:2]:
+        assert (tmp_path / "smoke" / r.name / "notebook.ipynb").exists()
+        assert reproduce.status(r, tmp_path) != "done"
