@@ -27,6 +27,9 @@ import argparse
 import fnmatch
 import json
 import math
+import os
+import signal
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,12 +282,59 @@ def status(run: Run, root: Path) -> str:
     folder = root / run.config.profile / run.name
     if (folder / "done.json").exists():
         return "done"
+    owner = _lock_owner(folder)
+    if owner is not None:
+        return f"running ({owner})"
     train_dir = folder if run.notebook == RUN_NOTEBOOK else None
     if train_dir is not None and (train_dir / "metrics.json").exists():
         rows = json.loads((train_dir / "metrics.json").read_text())
         epoch = rows[-1]["epoch"] if rows else 0
         return "trained" if epoch >= run.config.epochs else f"partial (epoch {epoch}/{run.config.epochs})"
     return "partial" if (folder / "notebook.ipynb").exists() else "todo"
+
+
+class RunLocked(RuntimeError):
+    """Another process is executing this run."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_owner(folder: Path) -> str | None:
+    """``host:pid`` of the process executing the run in ``folder``, or None (a stale lock of a dead
+    process on this host is removed)."""
+    lock = folder / ".lock"
+    try:
+        owner = lock.read_text().strip()
+    except FileNotFoundError:
+        return None
+    host, _, pid = owner.partition(":")
+    if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+        lock.unlink(missing_ok=True)
+        return None
+    return owner
+
+
+def _take_lock(folder: Path) -> Path:
+    lock = folder / ".lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            owner = _lock_owner(folder)
+            if owner is None:
+                continue  # it was stale and is gone
+            raise RunLocked(f"{folder.name} is being executed by {owner} (delete {lock} if that process is gone)") from None
+        os.write(fd, f"{socket.gethostname()}:{os.getpid()}".encode())
+        os.close(fd)
+        return lock
 
 
 def execute_run(run: Run, root: str, gpus: int = 1, log_output: bool = True) -> dict:
@@ -301,10 +351,14 @@ def execute_run(run: Run, root: str, gpus: int = 1, log_output: bool = True) -> 
     params = dict(run.parameters)
     if run.notebook == RUN_NOTEBOOK:
         params.update(runs_root=str(root), gpus=gpus)
-    t0 = time.time()
-    pm.execute_notebook(str(_root() / run.notebook), str(folder / "notebook.ipynb"), parameters=params,
-                        kernel_name="python3", cwd=str(_root() / "book"), log_output=log_output,
-                        progress_bar=False, request_save_on_cell_execute=True)
+    lock = _take_lock(folder)   # two suites (or a suite and a Slurm job) never execute one run at once
+    try:
+        t0 = time.time()
+        pm.execute_notebook(str(_root() / run.notebook), str(folder / "notebook.ipynb"), parameters=params,
+                            kernel_name="python3", cwd=str(_root() / "book"), log_output=log_output,
+                            progress_bar=False, request_save_on_cell_execute=True)
+    finally:
+        lock.unlink(missing_ok=True)
     info = {"run": run.name, "notebook": run.notebook, "parameters": params, "seconds": time.time() - t0,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     from .train import save_text
@@ -360,6 +414,12 @@ def run_suite(suite: str, profile: str, overrides: dict | None = None, seeds: in
         out(f"[{i}/{len(batch)}] {r.name}: executing {r.notebook} ({states[r.name]})")
         try:
             info = execute_run(r, str(root), gpus, log_output)
+        except RunLocked as e:
+            out(f"[{i}/{len(batch)}] {r.name}: skipped, {e}")
+            continue
+        except KeyboardInterrupt:
+            out(f"[{i}/{len(batch)}] {r.name}: interrupted; run the same command again to resume it")
+            raise
         except Exception as e:  # one failed run does not stop the others; KeyboardInterrupt does
             failed[r.name] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
             out(f"[{i}/{len(batch)}] {r.name}: FAILED ({failed[r.name]}); see {root / profile / r.name / 'notebook.ipynb'}")
@@ -449,6 +509,8 @@ def _cmd(args) -> None:
         raise FileNotFoundError(f"parameter file {args.parameters} not found")
     overrides = load_parameter_file(args.parameters) if args.parameters else {}
     slurm = json.loads(args.slurm) if args.slurm else None
+    # Slurm preemption and `kill` send SIGTERM: stop like Ctrl-C, so that papermill shuts the kernel down
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     run_suite(args.suite, args.profile or default_profile(), overrides, args.seeds, args.only, args.max_runs,
               args.runs_root, args.dry_run, args.executor, args.gpus, slurm, not args.quiet,
               out=lambda msg: print(msg, flush=True))

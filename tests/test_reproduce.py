@@ -178,3 +178,18 @@ def test_a_failing_run_does_not_stop_the_others(tmp_path):
     for r in runs[:2]:
         assert (tmp_path / "smoke" / r.name / "notebook.ipynb").exists()
         assert reproduce.status(r, tmp_path) != "done"
+
+
+def test_a_run_executed_elsewhere_is_skipped_and_a_stale_lock_taken_over(tmp_path):
+    import os
+    import socket
+    run = [r for r in reproduce.get_suite("table3").runs("smoke", seeds=1) if r.name == "at-piecewise-s0"][0]
+    folder = tmp_path / "smoke" / run.name
+    folder.mkdir(parents=True)
+    (folder / ".lock").write_text(f"{socket.gethostname()}:{os.getppid()}")   # a live process: ours' parent
+    assert reproduce.status(run, tmp_path).startswith("running (")
+    log = []
+    res = reproduce.run_suite("table3", "smoke", seeds=1, only=run.name, runs_root=str(tmp_path), out=log.append)
+    assert res["executed"] == [] and any("skipped" in m for m in log)
+    (folder / ".lock").write_text(f"{socket.gethostname()}:999999999")        # no such process: stale
+    assert reproduce.status(run, tmp_path) == "todo" and not (folder / ".lock").exists()
