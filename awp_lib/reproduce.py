@@ -353,6 +353,8 @@ def execute_run(run: Run, root: str, gpus: int = 1, log_output: bool = True) -> 
         params.update(runs_root=str(root), gpus=gpus)
     lock = _take_lock(folder)   # two suites (or a suite and a Slurm job) never execute one run at once
     try:
+        if (folder / "done.json").exists():  # finished by another process since this one listed it
+            return {**json.loads((folder / "done.json").read_text()), "already_done": True}
         t0 = time.time()
         pm.execute_notebook(str(_root() / run.notebook), str(folder / "notebook.ipynb"), parameters=params,
                             kernel_name="python3", cwd=str(_root() / "book"), log_output=log_output,
@@ -423,6 +425,9 @@ def run_suite(suite: str, profile: str, overrides: dict | None = None, seeds: in
         except Exception as e:  # one failed run does not stop the others; KeyboardInterrupt does
             failed[r.name] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
             out(f"[{i}/{len(batch)}] {r.name}: FAILED ({failed[r.name]}); see {root / profile / r.name / 'notebook.ipynb'}")
+            continue
+        if info.get("already_done"):
+            out(f"[{i}/{len(batch)}] {r.name}: finished meanwhile by another process")
             continue
         out(f"[{i}/{len(batch)}] {r.name}: done in {info['seconds']:.0f} s")
         summary["executed"].append(r.name)

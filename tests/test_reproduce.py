@@ -193,3 +193,12 @@ def test_a_run_executed_elsewhere_is_skipped_and_a_stale_lock_taken_over(tmp_pat
     assert res["executed"] == [] and any("skipped" in m for m in log)
     (folder / ".lock").write_text(f"{socket.gethostname()}:999999999")        # no such process: stale
     assert reproduce.status(run, tmp_path) == "todo" and not (folder / ".lock").exists()
+
+
+def test_a_run_finished_by_another_process_meanwhile_is_not_executed_again(tmp_path):
+    run = reproduce.get_suite("table3").runs("smoke", seeds=1)[0]
+    folder = tmp_path / "smoke" / run.name
+    folder.mkdir(parents=True)
+    (folder / "done.json").write_text(json.dumps({"run": run.name, "seconds": 1.0}))
+    info = reproduce.execute_run(run, str(tmp_path))
+    assert info["already_done"] and not (folder / "notebook.ipynb").exists() and not (folder / ".lock").exists()
