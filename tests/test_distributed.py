@@ -84,3 +84,12 @@ def test_bf16_channels_last_training_runs(tmp_path):
     assert len(rows) == 1 and 0 <= rows[0]["test_robust"] <= rows[0]["test_natural"] <= 1
     w = load_torch(tmp_path / "run" / "checkpoints" / "last.pt")["model"]
     assert all(v.dtype != torch.bfloat16 for v in w.values()), "weights stay fp32 under autocast"
+
+
+def test_torch_compile_trains_like_eager(tmp_path):
+    from awp_lib.train import train
+    kw = dict(model="mlp", width=2, train_size=128, val_size=100, test_size=100, epochs=1, awp_gamma=0.01)
+    eager = train(make_config("smoke", **kw), tmp_path / "eager", progress="none")
+    compiled = train(make_config("smoke", compile=True, **kw), tmp_path / "compiled", progress="none")
+    assert abs(eager[-1]["train_loss"] - compiled[-1]["train_loss"]) < 1e-4
+    assert eager[-1]["test_natural"] == compiled[-1]["test_natural"]
