@@ -405,6 +405,11 @@ def run_suite(suite: str, profile: str, overrides: dict | None = None, seeds: in
     if dry_run:
         return summary
     batch = todo[:max_runs] if max_runs else todo
+    if profile == "paper" and executor == "local" and batch:
+        import torch
+        if not torch.cuda.is_available() and not any(r.config.device.startswith("cuda") for r in batch):
+            out("warning: no GPU here; the paper profile's runs will train on the CPU (days per run). "
+                "Interrupt with Ctrl-C at any time: the command resumes where it stopped.")
     if executor == "slurm":
         jobs = submit_slurm(batch, root, gpus, slurm or {})
         out(f"submitted {len(jobs)} Slurm jobs: {', '.join(j.job_id for j in jobs)}; run the same command "
