@@ -26,7 +26,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m awp_lib", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("data", help="prepare Fashion-MNIST offline (Debian package) and optionally download others")
-    d.add_argument("--root", default=None, help="data folder (default: $AWP_DATA or ./data)")
+    d.add_argument("--root", default=None, help="data folder (default: $AWP_DATA, else data/ of the repository)")
     d.add_argument("--download", nargs="*", choices=["fashion-mnist", "cifar10", "cifar100", "svhn"],
                    help="download these datasets with torchvision (needs internet)")
     d.set_defaults(fn=cmd_data)

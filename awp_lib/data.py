@@ -43,8 +43,14 @@ def check_choice(name: str, value, choices) -> None:
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """The data directory: ``root``, else env ``AWP_DATA``, else ``./data``."""
-    return Path(root if root is not None else os.environ.get("AWP_DATA", "data"))
+    """The data directory: ``root``, else env ``AWP_DATA``, else ``data/`` of the repository (the first
+    folder upwards from the cwd with ``_toc.yml``; notebooks run in ``book/``), else ``./data``."""
+    if root is not None:
+        return Path(root)
+    if os.environ.get("AWP_DATA"):
+        return Path(os.environ["AWP_DATA"])
+    from .book import project_root
+    return project_root() / "data"
 
 
 def prepare_fashion_mnist(root=None, source: Path = DEBIAN_FASHION_MNIST) -> Path:
