@@ -9,28 +9,12 @@ from __future__ import annotations
 import inspect
 import io
 import json
-import os
 import platform
 import time
 from pathlib import Path
 
 from .config import PROFILES, make_config
-from .data import check_choice
-
-
-def project_root() -> Path:
-    """The repository root: the first folder upwards from the cwd holding ``_toc.yml`` (else the cwd).
-
-    Notebooks execute with ``book/`` as their working directory; runs and results still go
-    to the root's ``runs/`` and ``results/``. ``$AWP_HOME`` overrides.
-    """
-    if os.environ.get("AWP_HOME"):
-        return Path(os.environ["AWP_HOME"])
-    here = Path.cwd().resolve()
-    for p in (here, *here.parents):
-        if (p / "_toc.yml").exists():
-            return p
-    return here
+from .data import check_choice, project_root  # noqa: F401 (chapters call book.project_root)
 
 
 def check_profile(profile: str) -> str:

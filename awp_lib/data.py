@@ -42,6 +42,21 @@ def check_choice(name: str, value, choices) -> None:
         raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(map(str, choices))}")
 
 
+def project_root() -> Path:
+    """The repository root: the first folder upwards from the cwd holding ``_toc.yml`` (else the cwd).
+
+    Notebooks execute with ``book/`` as their working directory; runs and results still go
+    to the root's ``runs/`` and ``results/``. ``$AWP_HOME`` overrides.
+    """
+    if os.environ.get("AWP_HOME"):
+        return Path(os.environ["AWP_HOME"])
+    here = Path.cwd().resolve()
+    for p in (here, *here.parents):
+        if (p / "_toc.yml").exists():
+            return p
+    return here
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The data directory: ``root``, else env ``AWP_DATA``, else ``data/`` of the repository (the first
     folder upwards from the cwd with ``_toc.yml``; notebooks run in ``book/``), else ``./data``."""
@@ -49,7 +64,6 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
         return Path(root)
     if os.environ.get("AWP_DATA"):
         return Path(os.environ["AWP_DATA"])
-    from .book import project_root
     return project_root() / "data"
 
 

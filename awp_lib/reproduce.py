@@ -36,7 +36,7 @@ from pathlib import Path
 
 from . import report
 from .config import Config, config_diff, make_config
-from .data import check_choice
+from .data import check_choice, project_root
 
 RUN_NOTEBOOK = "book/run.ipynb"
 CH3_NOTEBOOK = "book/ch3_landscape.ipynb"
@@ -74,7 +74,7 @@ def run_name(cfg: Config) -> str:
     return f"{base}{tag}-s{cfg.seed}"
 
 
-def _threat(profile: str, dataset: str, norm: str) -> dict:
+def threat(profile: str, dataset: str, norm: str) -> dict:
     """Config overrides of a dataset and threat model (the official settings at ``paper``)."""
     out = {"dataset": dataset} if profile == "paper" else {}
     if norm == "l2":
@@ -101,7 +101,7 @@ def _table_runs(profile, datasets, norms, method_names, seeds, overrides, extra=
         for norm in norms:
             for m, mcfg in _methods(method_names).items():
                 for s in seeds:
-                    kw = {**_threat(profile, d, norm), **mcfg, **(extra or {}), **overrides, "seed": s}
+                    kw = {**threat(profile, d, norm), **mcfg, **(extra or {}), **overrides, "seed": s}
                     if kw.get("awp_gamma", 0) > 0 and profile == "paper" and d == "svhn":
                         kw.setdefault("awp_warmup", 5)
                     cfg = make_config(profile, **kw)
@@ -133,7 +133,7 @@ def _ch3_runs(profile, variants: dict[str, dict], overrides) -> list[Run]:
 
 def _ch3_paper(name: str) -> dict:
     import yaml
-    knobs = yaml.safe_load((_root() / "configs" / f"ch3-paper-{name}.yaml").read_text())
+    knobs = yaml.safe_load((project_root() / "configs" / f"ch3-paper-{name}.yaml").read_text())
     knobs.pop("profile", None)
     return knobs
 
@@ -226,7 +226,7 @@ def check_runs(runs: list[Run], root: Path) -> None:
     declared = {}
     for r in runs:
         if r.notebook not in declared:
-            path = _root() / r.notebook
+            path = project_root() / r.notebook
             if not path.exists():
                 raise FileNotFoundError(f"{path} (the notebook of run {r.name}) does not exist")
             declared[r.notebook] = set(_notebook_parameters(path))
@@ -271,11 +271,6 @@ def gpu_hours(run: Run) -> float:
 
 
 # ----------------------------------------------------------------------------- execution
-def _root() -> Path:
-    from .book import project_root
-    return project_root()
-
-
 def status(run: Run, root: Path) -> str:
     """``done``; ``trained`` (training finished, the notebook not); ``partial (epoch e/E)`` or
     ``partial`` (interrupted); or ``todo``."""
@@ -356,8 +351,8 @@ def execute_run(run: Run, root: str, gpus: int = 1, log_output: bool = True) -> 
         if (folder / "done.json").exists():  # finished by another process since this one listed it
             return {**json.loads((folder / "done.json").read_text()), "already_done": True}
         t0 = time.time()
-        pm.execute_notebook(str(_root() / run.notebook), str(folder / "notebook.ipynb"), parameters=params,
-                            kernel_name="python3", cwd=str(_root() / "book"), log_output=log_output,
+        pm.execute_notebook(str(project_root() / run.notebook), str(folder / "notebook.ipynb"), parameters=params,
+                            kernel_name="python3", cwd=str(project_root() / "book"), log_output=log_output,
                             progress_bar=False, request_save_on_cell_execute=True)
     finally:
         lock.unlink(missing_ok=True)
@@ -380,7 +375,7 @@ def run_suite(suite: str, profile: str, overrides: dict | None = None, seeds: in
         raise ValueError(f"seeds={seeds!r} is invalid: a positive number of seeds (0..seeds-1)")
     if not (isinstance(gpus, int) and gpus >= 1):
         raise ValueError(f"gpus={gpus!r} is invalid: a positive number of GPUs per run")
-    root = Path(runs_root) if runs_root else _root() / "runs"
+    root = Path(runs_root) if runs_root else project_root() / "runs"
     runs = s.runs(profile, overrides, seeds)
     if only:
         globs = [g.strip() for g in only.split(",") if g.strip()]

@@ -125,7 +125,7 @@ def test_reproduce_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, mo
     assert nb["metadata"]["papermill"]["parameters"]["name"] == "at-awp0.005-s1"
 
     # the aggregated table: AT-AWP, 2 seeds, mean of the two runs' numbers
-    table = json.loads((reproduce._root() / "results" / "smoke" / "reproduce-table3.json").read_text())
+    table = json.loads((reproduce.project_root() / "results" / "smoke" / "reproduce-table3.json").read_text())
     (row,) = [r for r in table["table"] if r["method"] == "AT-AWP" and r["norm"] == "linf"]
     assert row["seeds"] == [0, 1]
     sums = [report.run_summary(root / "smoke" / n) for n in ("at-awp0.005-s0", "at-awp0.005-s1")]
@@ -151,7 +151,7 @@ def test_aggregate_suite_from_run_folders_the_test_writes(tmp_path):
     assert by["AT"]["seeds"] == [0, 1, 2] and math.isclose(by["AT"]["robust_last"][0], 31.0)
     assert math.isclose(by["AT"]["robust_last"][1], 1.0) and math.isclose(by["AT"]["robust_best"][0], 41.0)
     assert by["AT+L1"]["seeds"] == [0]
-    md = (reproduce._root() / "results" / "smoke" / "reproduce-table4.md").read_text()
+    md = (reproduce.project_root() / "results" / "smoke" / "reproduce-table4.md").read_text()
     assert "| fashion-mnist | linf | AT | smallcnn | 3 | 41.00 ± 1.00 | 31.00 ± 1.00 |" in md
     assert f"{len(runs) - 4} of the suite's {len(runs)} training runs are not finished" in md
 
