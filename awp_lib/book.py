@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -26,14 +27,39 @@ def run_dir(profile: str, name: str) -> Path:
     return project_root() / "runs" / profile / name
 
 
-def train_run(name: str, profile: str, **overrides) -> list[dict]:
+def run_state(profile: str, name: str) -> str:
+    """``done`` (trained to its last epoch), ``partial`` (interrupted: it resumes) or ``new``."""
+    from .train import load_torch
+    d = run_dir(profile, name)
+    last = d / "checkpoints" / "last.pt"
+    if not last.exists():
+        return "new"
+    saved = json.loads((d / "config.json").read_text()) if (d / "config.json").exists() else {}
+    return "done" if load_torch(last)["epoch"] >= saved.get("epochs", float("inf")) else "partial"
+
+
+def train_run(name: str, profile: str, _progress: str | None = None, **overrides) -> list[dict]:
     """Train (or resume, or just load) the run ``runs/<profile>/<name>``; returns its metrics.
 
     A finished run with the same config is read back, not recomputed, so chapters share runs.
+    With ``AWP_BOOK_RUNS=read`` (the book build, after ``python -m awp_lib book-runs``) a run
+    must be one of :func:`awp_lib.bookruns.book_runs` and finished: nothing trains inside a page.
     """
     from .train import train
     cfg = make_config(profile, **overrides)
-    return train(cfg, run_dir(profile, name), progress="line" if profile != "smoke" else "none")
+    if os.environ.get("AWP_BOOK_RUNS") == "read":
+        from .bookruns import book_runs
+        listed = book_runs(profile)
+        if name not in listed or make_config(profile, **listed[name]).to_dict() != cfg.to_dict():
+            why = "is not in" if name not in listed else "has another config than in"
+            raise RuntimeError(f"run {name!r} ({overrides}) {why} the book's run list "
+                               "(awp_lib/bookruns.py, book_runs): add it there, so that "
+                               "`python -m awp_lib book-runs` trains it before the pages execute")
+        if run_state(profile, name) != "done":
+            raise RuntimeError(f"run {name!r} is not finished: run `python -m awp_lib book-runs "
+                               f"--profile {profile}` first (make book does)")
+    progress = _progress or ("line" if profile != "smoke" else "none")
+    return train(cfg, run_dir(profile, name), progress=progress)
 
 
 def load_run_model(name: str, profile: str, which: str = "last"):

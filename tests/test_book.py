@@ -91,7 +91,9 @@ def html_dir() -> Path:
     # Widget JS must be present, or every widget silently vanishes from the pages.
     subprocess.run(["bash", str(REPO / "tools" / "fetch_widget_js.sh")], check=True, cwd=REPO)
     out = Path(os.environ.get("AWP_BOOK_BUILD_DIR", REPO / "_build_smoke")).resolve()
-    env = dict(os.environ, AWP_PROFILE="smoke")
+    env = dict(os.environ, AWP_PROFILE="smoke", AWP_BOOK_RUNS="read")
+    # as make book does: every run first, then the pages (which only read finished runs)
+    subprocess.run([sys.executable, "-m", "awp_lib", "book-runs", "--profile", "smoke"], cwd=REPO, check=True)
     proc = subprocess.run(
         # --all: Sphinx would otherwise skip (not re-execute) notebooks whose source is
         # unchanged, even when awp_lib changed.

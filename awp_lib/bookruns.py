@@ -1,0 +1,247 @@
+"""The training runs the book's pages read, defined once.
+
+Each chapter gets its run names and configs from here (``ch1_runs``, ``ch4_at_awp`` ...),
+with the chapter's own papermill parameters, and :func:`book_runs` lists every run of
+every page at its default parameters. ``make book`` first trains that list
+(``python -m awp_lib book-runs``: one progress bar over runs, one line per finished run,
+an interrupted build resumes where it stopped), then executes the notebooks with
+``AWP_BOOK_RUNS=read``: in that mode :func:`awp_lib.book.train_run` only reads finished runs,
+and a page asking for a run missing from this list fails, naming it.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+from .config import make_config
+from .data import check_choice
+
+# Per profile, the knobs of each chapter that decide which runs it trains.
+CH1 = {  # epochs of both models; `monitor`: the loop's cheap per-epoch check (the chapter attacks itself)
+    "smoke": dict(epochs=2, monitor=dict(val_size=100, eval_train_size=100, test_size=100, eval_attack_steps=3)),
+    "cpu": dict(epochs=10, monitor=dict(val_size=100, eval_train_size=100, test_size=100, eval_attack_steps=3)),
+    "paper": dict(epochs=200, monitor=dict(eval_train_size=1000, test_size=1000, eval_attack_steps=10)),
+}
+CH2_SCHEDULES = "piecewise,cosine,cyclic"
+CH4 = {
+    "smoke": dict(seeds=1, gamma=1e-2, gammas=[0, 1e-2], regularizers=["l2"], norms=["linf"]),
+    "cpu": dict(seeds=5, gamma=1e-2, gammas=[0, 2.5e-3, 5e-3, 1e-2, 2e-2],
+                regularizers=["l1", "l2", "cutout", "mixup"], norms=["linf", "l2"]),
+    "paper": dict(seeds=5, gamma=5e-3, gammas=[0, 1e-3, 2.5e-3, 5e-3, 1e-2, 2e-2],
+                  regularizers=["l1", "l2", "cutout", "mixup"], norms=["linf", "l2"]),
+}
+CH5_METHODS = ("trades", "mart", "rst")
+CH5 = {  # `extra`: overrides of all six runs; `method_extra`: per method (paper: the tables' WRN-34-10)
+    "smoke": dict(extra={}, method_extra={}, gamma=1e-2, methods=list(CH5_METHODS)),
+    "cpu": dict(extra={"epochs": 40}, method_extra={}, gamma=5e-3, methods=list(CH5_METHODS)),
+    "paper": dict(extra={}, method_extra={"trades": {"model": "wrn-34-10"}, "mart": {"model": "wrn-34-10"}},
+                  gamma=5e-3, methods=["trades", "mart"]),
+}
+RUN_PAGE_CONFIG = {"method": "at", "awp_gamma": 5e-3}  # book/run.ipynb's default `config`
+
+
+def _names(runs: list[tuple[str, dict]]) -> dict[str, dict]:
+    return dict(runs)
+
+
+# ----------------------------------------------------------------------------- chapter 1
+def ch1_runs(profile: str, seed: int = 0, epochs: int = 0) -> dict[str, dict]:
+    """The standard and the adversarially trained model of chapter 1."""
+    s = CH1[profile]
+    return {f"ch1-{m}-s{seed}": dict(method=m, epochs=epochs or s["epochs"], seed=seed, **s["monitor"])
+            for m in ("standard", "at")}
+
+
+# ----------------------------------------------------------------------------- chapter 2
+def ch2_runs(profile: str, seed: int = 0, schedules: str = CH2_SCHEDULES, epochs: int = 0) -> dict[str, dict]:
+    """AT under each learning-rate schedule (Appendix C.1), keyed by run name."""
+    out = {}
+    for s in [x.strip() for x in schedules.split(",") if x.strip()]:
+        check_choice("schedule", s, ("piecewise", "cosine", "cyclic", "constant"))
+        out[f"at-{s}-s{seed}"] = dict(method="at", seed=seed, schedule=s, **({"epochs": epochs} if epochs else {}))
+    return out
+
+
+# ----------------------------------------------------------------------------- chapter 3
+def ch3_run(profile: str, seed: int = 0, schedule: str = "piecewise", model: str = "", dataset: str = "",
+            norm: str = "", eps: str = "") -> tuple[str, dict]:
+    """Chapter 3's run: chapter 2's AT run, or an Appendix C variant (a knob other than the preset's)."""
+    preset = make_config(profile)
+    schedule = schedule or "piecewise"
+    knobs = {"schedule": schedule, "model": model, "dataset": dataset, "norm": norm}
+    overrides = {k: v for k, v in knobs.items() if v and v != getattr(preset, k)}
+    if str(eps).strip():
+        value = float(Fraction(str(eps).strip()))  # papermill passes "128/255" as a string
+        if not math.isclose(value, preset.eps):
+            overrides["eps"] = value
+    if "norm" in overrides or "eps" in overrides:
+        overrides["attack_alpha"] = None  # the step follows the norm's rule: eps/4 (L-inf), eps*15/128 (L2)
+    tag = "".join(f"-{overrides[k]}" for k in ("model", "dataset", "norm") if k in overrides)
+    tag += f"-eps{overrides['eps']:.4g}" if "eps" in overrides else ""
+    return f"at-{schedule}{tag}-s{seed}", dict(method="at", seed=seed, **overrides)
+
+
+# ----------------------------------------------------------------------------- chapter 4
+def ch4_params(profile: str, seeds: int = 0, gamma: float = 0.0, gammas: str = "", regularizers: str = "",
+               norms: str = "") -> dict:
+    """Chapter 4's parameters with the profile's defaults filled in, checked."""
+    s = CH4[profile]
+    p = {"seeds": list(range(seeds or s["seeds"])), "gamma": float(gamma or s["gamma"]),
+         "gammas": sorted({float(g) for g in str(gammas).split(",") if g.strip()} if str(gammas).strip()
+                          else set(s["gammas"])),
+         "regularizers": [r.strip() for r in regularizers.split(",") if r.strip()] or list(s["regularizers"]),
+         "norms": [n.strip() for n in norms.split(",") if n.strip()] or list(s["norms"])}
+    for r in p["regularizers"]:
+        check_choice("regularizer", r, ("l1", "l2", "cutout", "mixup"))
+    for n in p["norms"]:
+        check_choice("threat model (norms)", n, ("linf", "l2"))
+    if not (p["seeds"] and p["gamma"] > 0 and all(g >= 0 for g in p["gammas"])):
+        raise ValueError(f"seeds={seeds}, gamma={gamma}, gammas={gammas!r}: need seeds >= 1, gamma > 0, gammas >= 0")
+    return p
+
+
+def ch4_at_awp(g: float, s: int) -> tuple[str, dict]:
+    """AT (``g`` = 0: chapter 2's run) or AT-AWP with budget ``g``, seed ``s``."""
+    if g == 0:
+        return f"at-piecewise-s{s}", dict(method="at", seed=s)
+    return f"at-awp{g:g}-s{s}", dict(method="at", seed=s, awp_gamma=g)
+
+
+def ch4_reg(profile: str, norm: str, **extra) -> tuple[str, dict]:
+    """A seed-0 run of the regulariser tables, named as ``reproduce`` names it."""
+    from .reproduce import run_name, threat
+    kw = dict(method="at", seed=0, **threat(profile, make_config(profile).dataset, norm), **extra)
+    return run_name(make_config(profile, **kw)), kw
+
+
+def ch4_runs(profile: str, **params) -> dict[str, dict]:
+    p = ch4_params(profile, **params)
+    runs = [ch4_at_awp(g, s) for g in (0, p["gamma"]) for s in p["seeds"]]
+    runs += [ch4_at_awp(g, 0) for g in p["gammas"]]
+    for norm in p["norms"]:
+        runs += [ch4_reg(profile, norm)] + [ch4_reg(profile, norm, regularizer=r) for r in p["regularizers"]]
+        runs += [ch4_reg(profile, norm, awp_gamma=p["gamma"])]
+    return _names(runs)
+
+
+# ----------------------------------------------------------------------------- chapter 5
+def ch5_warmup(profile: str, method: str, extra: dict | None = None) -> int:
+    """AWP warm-up: the official TRADES-AWP and RST-AWP code starts AWP at epoch 10 of 200 (same ratio
+    here); MART-AWP has no public code and, like AT-AWP, starts at once."""
+    epochs = make_config(profile, **(extra or {})).epochs
+    return 0 if method == "mart" else round(epochs * 10 / 200)
+
+
+def ch5_extra(profile: str, method: str) -> dict:
+    s = CH5[profile]
+    return {**s["extra"], **s["method_extra"].get(method, {})}
+
+
+def ch5_run(profile: str, method: str, g: float, seed: int = 0) -> tuple[str, dict]:
+    extra = ch5_extra(profile, method)
+    awp = {"awp_gamma": g, "awp_warmup": ch5_warmup(profile, method, extra)} if g else {}
+    name = f"ch5-{method}-s{seed}" if g == 0 else f"ch5-{method}-awp{g:g}-s{seed}"
+    return name, dict(method=method, seed=seed, **awp, **extra)
+
+
+def ch5_runs(profile: str, seed: int = 0, methods: str = "", gamma: float = 0.0) -> dict[str, dict]:
+    s = CH5[profile]
+    ms = [m.strip() for m in str(methods).split(",") if m.strip()] or s["methods"]
+    for m in ms:
+        check_choice("method of this chapter", m, CH5_METHODS)
+    g = float(gamma or s["gamma"])
+    return _names([ch5_run(profile, m, x, seed) for m in ms for x in (0, g)])
+
+
+# ----------------------------------------------------------------------------- the whole book
+def run_page_run(profile: str, config: dict | None = None) -> tuple[str, dict]:
+    """The run of the replication-run page (``book/run.ipynb``) with its ``config`` overrides."""
+    from .reproduce import run_name
+    kw = dict(RUN_PAGE_CONFIG if config is None else config)
+    return run_name(make_config(profile, **kw)), kw
+
+
+def book_runs(profile: str) -> dict[str, dict]:
+    """Every run the book's pages read at their default parameters: ``{name: config overrides}``.
+
+    A name asked for twice must mean the same config (chapters share runs, e.g. AT seed 0)."""
+    out: dict[str, dict] = {}
+    parts = [ch1_runs(profile), ch2_runs(profile), _names([ch3_run(profile)]), ch4_runs(profile),
+             ch5_runs(profile), _names([run_page_run(profile)])]
+    for part in parts:
+        for name, kw in part.items():
+            if name in out and make_config(profile, **out[name]).to_dict() != make_config(profile, **kw).to_dict():
+                raise AssertionError(f"run {name!r} is defined twice with different configs: {out[name]} vs {kw}")
+            out.setdefault(name, kw)
+    return out
+
+
+# ----------------------------------------------------------------------------- training the list
+def pending(profile: str) -> dict[str, str]:
+    """State of each of the book's runs: ``done``, ``partial`` (resumes) or ``new``."""
+    from .book import run_state
+    return {name: run_state(profile, name) for name in book_runs(profile)}
+
+
+def train_all(profile: str, only: str | None = None, progress: str = "auto") -> list[dict]:
+    """Train, resume or skip every run of :func:`book_runs` in order; one line per finished run
+    (name, minutes, headline numbers) under a progress bar over the runs."""
+    import fnmatch
+    import sys
+    import time
+
+    from . import book
+    from .train import _fmt
+    runs = book_runs(profile)
+    if only:
+        globs = [g.strip() for g in only.split(",") if g.strip()]
+        runs = {k: v for k, v in runs.items() if any(fnmatch.fnmatch(k, g) for g in globs)}
+    states = {name: book.run_state(profile, name) for name in runs}
+    todo = [n for n in runs if states[n] != "done"]
+    say = print
+    bar = None
+    if progress == "bar" or (progress == "auto" and sys.stderr.isatty()):
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=f"book runs ({profile})")
+        say = tqdm.write
+    say(f"book runs ({profile}): {len(runs)} in all, {len(runs) - len(todo)} done, "
+        f"{sum(states[n] == 'partial' for n in todo)} to resume, {sum(states[n] == 'new' for n in todo)} new")
+    summary = []
+    for i, name in enumerate(todo, 1):
+        if bar is None:
+            say(f"[{i}/{len(todo)}] {name} ({states[name]})")
+        t0 = time.perf_counter()
+        rows = book.train_run(name, profile, _progress="none" if bar is not None else "line", **runs[name])
+        last = rows[-1]
+        minutes = (time.perf_counter() - t0) / 60
+        took = f"{60 * minutes:.0f} s" if minutes < 2 else f"{minutes:.1f} min"
+        say(f"done {name}: {took}, {_fmt(last)}")
+        summary.append({"run": name, "minutes": minutes, **{k: last.get(k) for k in
+                        ("train_robust", "val_robust", "test_natural", "test_robust")}})
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return summary
+
+
+def register_cli(sub) -> None:
+    p = sub.add_parser("book-runs", help="train (or resume, or skip) every run the book's pages read",
+                       description="The runs are defined in awp_lib/bookruns.py; `make book` calls this "
+                                   "before executing the notebooks, which then only read finished runs.")
+    p.add_argument("--profile", default=None, help="smoke | cpu | paper (default: $AWP_PROFILE or cpu)")
+    p.add_argument("--only", default=None, help="comma list of globs of run names")
+    p.add_argument("--list", action="store_true", help="list the runs and their state; train nothing")
+    p.add_argument("--progress", default="auto", choices=["auto", "bar", "line"])
+    p.set_defaults(fn=_cmd)
+
+
+def _cmd(args) -> None:
+    from .config import default_profile
+    profile = args.profile or default_profile()
+    check_choice("profile", profile, ("smoke", "cpu", "paper"))
+    if args.list:
+        for name, state in pending(profile).items():
+            print(f"{state:8} {name}")
+        return
+    train_all(profile, args.only, args.progress)

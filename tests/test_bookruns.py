@@ -1,0 +1,105 @@
+"""The book's run list (awp_lib.bookruns), the read-only mode of the book build, and the
+live-widget cells that the build must not execute (jupyter/nbclient#312).
+
+The coverage of the list is enforced where the chapters execute: ``make test`` trains the
+smoke list, then runs every chapter under nbval with ``AWP_BOOK_RUNS=read``, in which a page
+asking for a run missing from the list raises (tested here on a run of its own).
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from awp_lib import book, bookruns
+from awp_lib.config import make_config
+
+REPO = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((REPO / "book").glob("*.ipynb"))
+LIVE = re.compile(r"\binteract(ive)?\s*\(|@widgets\.interact|\.observe\s*\(")
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_book_runs_are_valid_and_consistent(profile):
+    runs = bookruns.book_runs(profile)
+    assert len(runs) >= 10
+    for name, kw in runs.items():
+        cfg = make_config(profile, **kw)          # raises on a bad key or value
+        assert name.endswith(f"-s{cfg.seed}"), name
+    # chapters share runs: chapter 2's AT seed 0 is chapter 3's and chapter 4's
+    assert bookruns.ch3_run(profile)[0] in runs
+    assert bookruns.ch4_at_awp(0, 0)[0] == "at-piecewise-s0" in bookruns.ch2_runs(profile)
+    assert bookruns.run_page_run(profile)[0] in runs
+
+
+def test_chapter_parameters_are_checked():
+    with pytest.raises(ValueError, match="'dropout'.*l1, l2, cutout, mixup"):
+        bookruns.ch4_params("smoke", regularizers="dropout")
+    with pytest.raises(ValueError, match="'pgd'.*trades, mart, rst"):
+        bookruns.ch5_runs("smoke", methods="pgd")
+    assert bookruns.ch4_params("cpu")["seeds"] == [0, 1, 2, 3, 4]
+    assert bookruns.ch3_run("smoke", norm="l2", eps="1")[0] == "at-piecewise-l2-eps1-s0"
+
+
+@pytest.fixture()
+def runs_root(tmp_path, monkeypatch):
+    monkeypatch.setattr(book, "run_dir", lambda profile, name: tmp_path / profile / name)
+    return tmp_path
+
+
+def test_train_all_trains_then_skips_and_read_mode_reads(runs_root, monkeypatch, capsys):
+    first = bookruns.train_all("smoke", only="ch1-*", progress="line")
+    assert [r["run"] for r in first] == ["ch1-standard-s0", "ch1-at-s0"]
+    out = capsys.readouterr().out
+    assert "2 in all, 0 done" in out and "done ch1-at-s0:" in out and "test_robust=" in out
+    assert bookruns.train_all("smoke", only="ch1-*", progress="line") == []   # nothing left to do
+    assert "2 in all, 2 done" in capsys.readouterr().out
+    monkeypatch.setenv("AWP_BOOK_RUNS", "read")
+    name, kw = next(iter(bookruns.ch1_runs("smoke").items()))
+    rows = book.train_run(name, "smoke", **kw)
+    assert len(rows) == kw["epochs"] and 0 <= rows[-1]["test_robust"] <= 1
+
+
+def test_read_mode_refuses_unlisted_and_unfinished_runs(runs_root, monkeypatch):
+    monkeypatch.setenv("AWP_BOOK_RUNS", "read")
+    with pytest.raises(RuntimeError, match=r"'at-mystery-s0'.*not in the book's run list.*bookruns"):
+        book.train_run("at-mystery-s0", "smoke", method="at")
+    with pytest.raises(RuntimeError, match="another config"):
+        book.train_run("at-piecewise-s0", "smoke", method="at", lr=0.3)
+    with pytest.raises(RuntimeError, match="not finished.*book-runs --profile smoke"):
+        book.train_run("at-piecewise-s0", "smoke", method="at", seed=0)
+    assert not (runs_root / "smoke" / "at-piecewise-s0").exists()   # nothing was trained
+
+
+def test_live_widget_cells_are_not_executed_by_the_build():
+    found = 0
+    for path in CHAPTERS:
+        for i, cell in enumerate(nbformat.read(path, 4).cells):
+            if cell.cell_type == "code" and LIVE.search(cell.source):
+                tags = cell.metadata.get("tags", [])
+                where = f"{path.name} cell {i}"
+                assert "skip-execution" in tags, f"{where} runs a live widget: tag it skip-execution"
+                assert "nbval-skip" in tags, f"{where} runs a live widget: tag it nbval-skip"
+                found += 1
+    assert found >= 1  # chapter 1's epsilon slider
+
+
+def test_chapter_with_live_widget_executes_repeatedly_without_stalling(monkeypatch):
+    """Chapter 1 at smoke, executed three times as the book build executes it (nbclient, which
+    skips skip-execution cells), each under a bounded time: a reintroduced deadlock fails here."""
+    from nbclient import NotebookClient
+    bookruns.train_all("smoke", only="ch1-*", progress="line")
+    monkeypatch.setenv("AWP_PROFILE", "smoke")
+    monkeypatch.setenv("AWP_BOOK_RUNS", "read")
+    for attempt in range(3):
+        nb = nbformat.read(REPO / "book" / "ch1_attacks.ipynb", 4)
+        t0 = time.perf_counter()
+        NotebookClient(nb, timeout=120, kernel_name="python3",
+                       resources={"metadata": {"path": str(REPO / "book")}}).execute()
+        took = time.perf_counter() - t0
+        assert took < 240, f"execution {attempt + 1} took {took:.0f} s"
+        live = [c for c in nb.cells if "skip-execution" in c.metadata.get("tags", [])]
+        assert live and all(not c.get("outputs") for c in live)
