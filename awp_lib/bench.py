@@ -242,6 +242,62 @@ def epoch_speed(device="cpu", quick=False):
     return out
 
 
+@bench
+def cpu_run(device="cpu", quick=False):
+    """One ``cpu``-preset AT run, timed: training vs evaluation (per-epoch monitor + the final
+    PGD-20 of best and last), ``eval_fraction`` (goal <= 0.30), and ``projected_book_min``: the
+    runs of the cpu book (awp_lib.bookruns) at the measured cost per training epoch (scaled per
+    method by one measured epoch each) and per evaluation, plus the pages' own cells as measured by
+    the last cpu build (``_build/cell-times-cpu.json``; goal <= 45 min in all). ``quick``: a
+    quarter of the epochs (the fraction is then only indicative)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from . import bookruns
+    from .config import make_config
+    from .data import project_root
+    from .train import train
+    base = make_config("cpu", method="at", device=device)
+    epochs = max(base.eval_every, base.epochs // 4) if quick else base.epochs
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        rows = train(make_config("cpu", method="at", device=device, epochs=epochs), Path(tmp) / "at", progress="none")
+        wall = time.perf_counter() - t0
+        per_method = {}
+        for name, kw in {"at": {}, "at-awp": {"awp_gamma": 1e-2}, "trades": {"method": "trades"},
+                         "mart": {"method": "mart"}, "rst": {"method": "rst", "pseudo_epochs": 1}}.items():
+            r = train(make_config("cpu", **{"method": "at", **kw, "device": device, "epochs": 1,
+                                            "final_attack_steps": 0}), Path(tmp) / name, progress="none")
+            per_method[name] = r[0]["time_train"]
+    t_train = sum(r["time_train"] for r in rows)
+    evals = [r for r in rows if "val_robust" in r]
+    t_monitor = sum(r["time_total"] - r["time_train"] for r in evals)
+    t_final = sum(r.get("time_final", 0.0) for r in rows)
+    per_epoch = t_train / len(rows)
+    per_eval = t_monitor / max(1, len(evals))
+    book_s = 0.0
+    for kw in bookruns.book_runs("cpu").values():
+        c = make_config("cpu", **kw)
+        kind = c.method if c.method != "at" else ("at-awp" if c.awp_gamma > 0 else "at")
+        scale = per_method[kind] / per_method["at"]
+        book_s += c.epochs * per_epoch * scale + -(-c.epochs // c.eval_every) * per_eval \
+            + (t_final if c.final_attack_steps else 0.0)
+    times = project_root() / "_build" / "cell-times-cpu.json"
+    cells_s = sum(c["seconds"] for nb in json.loads(times.read_text())["notebooks"].values() for c in nb) \
+        if times.exists() else None
+    total_min = (book_s + (cells_s or 0.0)) / 60
+    return {"model": base.model, "epochs": epochs, "wall_s": round(wall, 1), "train_s": round(t_train, 1),
+            "monitor_s": round(t_monitor, 1), "final_s": round(t_final, 1),
+            "eval_fraction": round((t_monitor + t_final) / wall, 3), "goal": "eval_fraction <= 0.30",
+            "monitor": f"PGD-{base.eval_attack_steps} every {base.eval_every} epochs",
+            "final": f"PGD-{base.final_attack_steps} of best and last", "amp": base.amp,
+            "epoch_s_by_method": {k: round(v, 2) for k, v in per_method.items()},
+            "book_runs": len(bookruns.book_runs("cpu")), "book_training_min": round(book_s / 60, 1),
+            "book_cells_min": round(cells_s / 60, 1) if cells_s is not None else "no cpu build measured yet",
+            "projected_book_min": round(total_min, 1), "goal_book": "projected_book_min <= 45"}
+
+
 def run(names=None, device="cpu", quick=False) -> dict:
     """Run the named benchmarks (all by default) and return ``{name: result}``."""
     names = names or list(BENCHES)

@@ -69,14 +69,34 @@ def load_run_model(name: str, profile: str, which: str = "last"):
 
 
 def best_last(rows: list[dict]) -> dict:
-    """Headline numbers of a run: best-by-validation and last epoch (accuracies as fractions)."""
+    """Headline numbers of a run: best-by-validation and last epoch (accuracies as fractions).
+
+    The best epoch is chosen by the per-epoch monitor's validation robust accuracy; the numbers
+    are the final full-strength evaluation's (``final_*``: PGD-``final_attack_steps`` on the whole
+    test split) when the run made one, else the monitor's: :func:`attacks_of` says which."""
     ev = [r for r in rows if "val_robust" in r]
     best = max(ev, key=lambda r: r["val_robust"])
     last = ev[-1]
-    return {"best_epoch": best["epoch"], "best_test_robust": best["test_robust"], "best_test_natural": best["test_natural"],
-            "last_test_robust": last["test_robust"], "last_test_natural": last["test_natural"],
-            "last_train_robust": last["train_robust"], "last_gap": last["train_robust"] - last["test_robust"],
-            "max_test_robust": max(r["test_robust"] for r in ev), "drop": best["test_robust"] - last["test_robust"]}
+    final = "final_test_robust" in best and "final_test_robust" in last
+    get = (lambda r, k: r[f"final_{k}"]) if final else (lambda r, k: r[k])
+    out = {"best_epoch": best["epoch"], "best_test_robust": get(best, "test_robust"),
+           "best_test_natural": get(best, "test_natural"), "last_test_robust": get(last, "test_robust"),
+           "last_test_natural": get(last, "test_natural"), "last_train_robust": get(last, "train_robust"),
+           "max_test_robust": max(r["test_robust"] for r in ev)}
+    out["last_gap"] = out["last_train_robust"] - out["last_test_robust"]
+    out["drop"] = out["best_test_robust"] - out["last_test_robust"]
+    return out
+
+
+def attacks_of(rows: list[dict], cfg=None) -> dict:
+    """Which attack produced a run's numbers: ``monitor`` (the per-epoch curves and the choice of
+    the best epoch) and ``headline`` (:func:`best_last`), e.g. ``PGD-5`` and ``PGD-20``."""
+    ev = [r for r in rows if "val_robust" in r]
+    steps = cfg.eval_attack_steps if cfg is not None else None
+    monitor = f"PGD-{steps}" if steps else "the per-epoch monitor"
+    best = max(ev, key=lambda r: r["val_robust"])
+    final = "final_test_robust" in best and "final_test_robust" in ev[-1]
+    return {"monitor": monitor, "headline": ev[-1]["final_attack"] if final else monitor}
 
 
 def save_results(profile: str, chapter: str, results: dict) -> Path:

@@ -21,7 +21,7 @@ PROFILES = ("smoke", "cpu", "paper")
 SCHEDULES = ("piecewise", "cosine", "cyclic", "constant")
 REGULARIZERS = ("none", "l1", "l2", "cutout", "mixup")
 ATTACK_BN = ("auto", "eval", "train")
-AMP = ("none", "bf16")
+AMP = ("none", "bf16", "auto")
 
 
 @dataclass
@@ -62,18 +62,28 @@ class Config:
     cyclic_peak: float = 0.4         # cyclic: fraction of training where lr peaks (80/200 in the paper)
     regularizer: str = "none"        # Appendix F: none | l1 | l2 | cutout | mixup
     reg_strength: float | None = None  # l1 5e-6, l2 5e-3, cutout patch 14 (px), mixup α 1.4
-    # evaluation every epoch
-    eval_attack_steps: int = 10      # PGD steps for train/val/test robust accuracy per epoch
+    # per-epoch monitor (cheap: it only picks `best` on validation and draws the curves) ...
+    eval_attack_steps: int = 10      # PGD steps for train/val/test robust accuracy per evaluated epoch
     eval_train_size: int = 1000      # training images (fixed subset) for train robust accuracy at w
+    eval_test_size: int | None = None  # test images (fixed subset) per evaluated epoch; None: the whole split
     eval_every: int = 1
+    # ... and the full-strength evaluation of the best and last checkpoints at the end (0: none):
+    # natural and PGD-`final_attack_steps` on the whole test split, validation and the train subset
+    final_attack_steps: int = 0
     seed: int = 0
     device: str = "auto"             # auto | cpu | cuda | cuda:N
     # speed on a GPU (numbers change within noise, not the method)
-    amp: str = "none"                # none | bf16: bf16 autocast for training and per-epoch evaluation
-    channels_last: bool = False      # channels_last memory format for conv nets
+    amp: str = "none"                # none | bf16 | auto: bf16 autocast for training and evaluation; auto
+    #                                  resolves (and is recorded) as bf16 for conv nets on a CPU with
+    #                                  avx512_bf16 or a GPU with bf16, as none elsewhere
+    channels_last: bool = False      # channels_last memory format for conv nets; "auto": when amp is bf16
     compile: bool = False            # torch.compile the model for training
 
     def __post_init__(self):
+        if self.amp == "auto":
+            self.amp = resolve_amp(self.model, self.device)
+        if self.channels_last == "auto":
+            self.channels_last = self.amp == "bf16"
         self.validate()
 
     # ----- derived values (not stored) -----
@@ -107,13 +117,16 @@ class Config:
         if self.augment is not None:
             check_choice("augment", self.augment, ("none", "crop-flip"))
         check_eps(self.eps, self.norm)
+        if not isinstance(self.final_attack_steps, int) or self.final_attack_steps < 0:
+            raise ValueError(f"final_attack_steps={self.final_attack_steps!r} is invalid: a number of PGD "
+                             "steps >= 0 (0: no final evaluation)")
         positive_ints = ("width", "attack_steps", "awp_steps", "awp_alternations", "epochs", "batch_size",
                          "eval_attack_steps", "eval_train_size", "eval_every", "pseudo_epochs")
         for k in positive_ints:
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"{k}={v!r} is invalid: it must be a positive integer")
-        for k in ("train_size", "val_size", "test_size"):
+        for k in ("train_size", "val_size", "test_size", "eval_test_size"):
             v = getattr(self, k)
             if v is not None and (not isinstance(v, int) or v <= 0):
                 raise ValueError(f"{k}={v!r} is invalid: a positive integer, or None for the whole set")
@@ -143,16 +156,35 @@ class Config:
 PRESETS = {
     "smoke": dict(dataset="fashion-mnist", model="smallcnn", width=8, train_size=256, val_size=100, test_size=200,
                   eps=0.1, attack_steps=3, epochs=2, batch_size=64, lr=0.05, eval_attack_steps=3,
-                  eval_train_size=200, pseudo_epochs=1),
+                  eval_train_size=200, pseudo_epochs=1, final_attack_steps=5),
     # cpu: a miniature where robust overfitting shows in minutes (tuned in chapter 2): an MLP with
     # room to memorise 500 training images, PGD-7 at ε = 0.1, 80 epochs with decays at 40 and 60.
     "cpu": dict(dataset="fashion-mnist", model="mlp", width=16, train_size=500, val_size=300, test_size=2000,
                 eps=0.1, attack_steps=7, epochs=80, batch_size=32, lr=0.05, eval_attack_steps=5,
-                eval_train_size=500, eval_every=4, pseudo_epochs=10),
+                eval_train_size=500, eval_every=4, pseudo_epochs=10,
+                # the monitor: PGD-5 on 500 train, 300 validation and 500 test images every 4 epochs;
+                # best and last then get PGD-20 on all 2,000 test images (train.final_evaluation)
+                eval_test_size=500, final_attack_steps=20),
     "paper": dict(dataset="cifar10", model="preactresnet18", eps=8 / 255, attack_alpha=2 / 255, attack_steps=10,
-                  epochs=200, batch_size=128, lr=0.1, eval_attack_steps=20, eval_train_size=1000,
+                  epochs=200, batch_size=128, lr=0.1, eval_attack_steps=10, eval_train_size=1000,
+                  eval_test_size=1000, final_attack_steps=20,
                   test_size=None, train_size=None, val_size=1000, amp="bf16", channels_last=True),
 }
+
+
+def bf16_fast(device: str = "auto") -> bool:
+    """Whether bf16 autocast runs natively: a CUDA GPU with bf16, or a CPU with avx512_bf16 / AMX."""
+    import torch
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    cpu = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    return bool(cpu() or amx())
+
+
+def resolve_amp(model: str, device: str = "auto") -> str:
+    """``amp="auto"``: ``bf16`` for conv nets where bf16 is native (:func:`bf16_fast`), else ``none``."""
+    return "bf16" if model != "mlp" and bf16_fast(device) else "none"
 
 
 def default_profile() -> str:

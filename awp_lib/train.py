@@ -199,9 +199,10 @@ def robust_accuracy(model, loader, cfg: Config, steps: int) -> tuple[float, floa
     nat = rob = n = 0
     for x, y in loader:
         x_adv = attacks.pgd(model, x, y, cfg.eps, cfg.alpha, steps, cfg.norm, bn_mode="eval")
-        with torch.no_grad():
-            nat += (model(x).argmax(1) == y).sum().item()
-            rob += (model(x_adv).argmax(1) == y).sum().item()
+        with torch.no_grad():  # one forward pass for both (BN in eval mode: the same numbers)
+            hit = model(torch.cat([x, x_adv])).argmax(1) == torch.cat([y, y])
+        nat += hit[:len(y)].sum().item()
+        rob += hit[len(y):].sum().item()
         n += len(y)
     nat, rob, n = _sum_over_processes([nat, rob, n], next(model.parameters()).device)
     return nat / n, rob / n
@@ -289,7 +290,8 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
     ck = None  # the last checkpoint of an interrupted or finished run, read once
     if out is not None and (out / "checkpoints" / "last.pt").exists():
         ck = load_torch(out / "checkpoints" / "last.pt")
-        if ck["epoch"] >= cfg.epochs:  # finished: no data, model or pseudo-labels to prepare
+        if ck["epoch"] >= cfg.epochs and final_done(cfg, json.loads(ck["metrics"])):
+            # finished: no data, model or pseudo-labels to prepare
             _log(progress, f"{out}: finished ({cfg.epochs} epochs); nothing to do")
             return json.loads(ck["metrics"])
     if splits is None:
@@ -333,7 +335,8 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
     n_eval = min(cfg.eval_train_size, len(splits.train[1]))
     train_eval = data.Loader(splits.train[0][:n_eval], splits.train[1][:n_eval], 512, device=device, **shard)
     val_loader = data.Loader(*splits.val, 512, device=device, **shard)
-    test_loader = data.Loader(*splits.test, 512, device=device, **shard)
+    n_test = min(cfg.eval_test_size or len(splits.test[1]), len(splits.test[1]))
+    test_loader = data.Loader(splits.test[0][:n_test], splits.test[1][:n_test], 512, device=device, **shard)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
 
     if ck is not None:  # resume
@@ -389,6 +392,47 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
         _report(bar, progress, row, cfg)
     if bar is not None:
         bar.close()
+    if not final_done(cfg, rows):
+        rows = final_evaluation(cfg, model, rows, best, out, splits, device, amp, shard, writer)
+        if out is not None and writer:
+            ck = load_torch(out / "checkpoints" / "last.pt")
+            save_torch({**ck, "metrics": json.dumps(rows)}, out / "checkpoints" / "last.pt")
+            save_text(json.dumps(rows, indent=1), out / "metrics.json")
+            save_text(metrics_csv(rows), out / "metrics.csv")
+    return rows
+
+
+# ----------------------------------------------------------------------------- final evaluation
+FINAL_PARTS = ("train", "val", "test")
+
+
+def final_done(cfg: Config, rows: list[dict]) -> bool:
+    return cfg.final_attack_steps == 0 or bool(rows) and "final_test_robust" in rows[-1]
+
+
+def final_evaluation(cfg: Config, model, rows, best, out, splits, device, amp, shard, writer) -> list[dict]:
+    """Natural and PGD-``final_attack_steps`` accuracy of the best and the last checkpoint on the
+    train subset, the validation split and the *whole* test split, written into their epochs'
+    rows as ``final_<part>_natural`` / ``final_<part>_robust`` (the per-epoch monitor is cheaper)."""
+    n_eval = min(cfg.eval_train_size, len(splits.train[1]))
+    sets = {"train": (splits.train[0][:n_eval], splits.train[1][:n_eval]), "val": splits.val, "test": splits.test}
+    loaders = {k: data.Loader(*v, 512, device=device, **shard) for k, v in sets.items()}
+    last_state = {k: v.clone() for k, v in model.state_dict().items()}
+    targets = {rows[-1]["epoch"]: last_state}
+    if best["epoch"] is not None and best["epoch"] != rows[-1]["epoch"] and out is not None:
+        targets[best["epoch"]] = load_torch(out / "checkpoints" / "best.pt")["model"]
+    label = f"PGD-{cfg.final_attack_steps}"
+    for epoch, state in targets.items():
+        model.load_state_dict(state)
+        torch.manual_seed(cfg.seed + 104_729)  # the attacks' random starts: the same after a resume
+        row = next(r for r in rows if r["epoch"] == epoch)
+        t0 = time.perf_counter()
+        with amp:
+            for part in FINAL_PARTS:
+                row[f"final_{part}_natural"], row[f"final_{part}_robust"] = robust_accuracy(
+                    model, loaders[part], cfg, cfg.final_attack_steps)
+        row["final_attack"], row["time_final"] = label, time.perf_counter() - t0
+    model.load_state_dict(last_state)
     return rows
 
 

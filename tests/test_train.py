@@ -10,7 +10,7 @@ import torch
 from awp_lib import data, train as T
 from awp_lib.config import make_config
 
-TIMES = ("time_train", "time_total")
+TIMES = ("time_train", "time_total", "time_final")
 
 
 @pytest.fixture(scope="module")
