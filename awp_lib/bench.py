@@ -262,7 +262,7 @@ def cpu_run(device="cpu", quick=False):
     epochs = max(base.eval_every, base.epochs // 4) if quick else base.epochs
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        rows = train(make_config("cpu", method="at", device=device, epochs=epochs), Path(tmp) / "at", progress="none")
+        rows = train(make_config("cpu", method="at", device=device, epochs=epochs), Path(tmp) / "cpu-run", progress="none")
         wall = time.perf_counter() - t0
         per_method = {}
         for name, kw in {"at": {}, "at-awp": {"awp_gamma": 1e-2}, "trades": {"method": "trades"},
@@ -308,3 +308,33 @@ def run(names=None, device="cpu", quick=False) -> dict:
     for n in names:
         result[n] = BENCHES[n](device=device, quick=quick)
     return result
+
+
+def paper_run(device: str = "cuda", n_train: int = 4096, n_eval: int = 512, epochs: int = 2) -> dict:
+    """A short run of the ``paper`` profile (PreAct ResNet-18, AT-AWP, its amp/channels_last) on
+    random CIFAR-shaped tensors (nothing to download): seconds per epoch and the projected
+    CIFAR-10 epoch (49,000 images) of training alone. Used by ``tools/gpu-check.sh``."""
+    import tempfile
+    from pathlib import Path
+
+    from .config import make_config
+    from .data import Splits
+    from .train import train
+    g = torch.Generator().manual_seed(0)
+
+    def fake(n):
+        return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), \
+            torch.randint(0, 10, (n,), generator=g)
+    splits = Splits("cifar10", fake(n_train), fake(n_eval), fake(n_eval), fake(0))
+    cfg = make_config("paper", awp_gamma=5e-3, epochs=epochs, device=device, eval_train_size=n_eval,
+                      final_attack_steps=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        rows = train(cfg, Path(tmp) / "run", splits, progress="none")
+        wall = time.perf_counter() - t0
+    per_image = min(r["time_train"] for r in rows) / n_train
+    return {"model": cfg.model, "amp": cfg.amp, "channels_last": cfg.channels_last, "epochs": epochs,
+            "train_images": n_train, "wall_s": round(wall, 1),
+            "epoch_train_s": [round(r["time_train"], 2) for r in rows],
+            "epoch_total_s": [round(r["time_total"], 2) for r in rows],
+            "projected_cifar10_train_epoch_s": round(per_image * 49_000, 1), "goal": "<= 25 s on one H100/H200"}

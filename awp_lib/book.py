@@ -174,6 +174,10 @@ def plot_curves(rows: list[dict], ax=None, title: str = "", legend: bool = True)
     for key, label, style in (("train_robust", "train robust (at w)", "C3-"), ("val_robust", "validation robust", "C2--"),
                               ("test_robust", "test robust", "C0-"), ("test_natural", "test natural", "C7:")):
         ax.plot(ep, [100 * r[key] for r in ev], style, label=label)
+    finals = [r for r in ev if "final_test_robust" in r]
+    if finals:  # the full-strength evaluation of the best and last checkpoints
+        ax.plot([r["epoch"] for r in finals], [100 * r["final_test_robust"] for r in finals], "C0*", ms=9,
+                label=f"test robust, {finals[0]['final_attack']} (all test images)")
     late = late_stage_start(ev)
     if late is not None:
         ax.axvspan(late, ep[-1], color="C3", alpha=0.07, lw=0)
@@ -183,8 +187,51 @@ def plot_curves(rows: list[dict], ax=None, title: str = "", legend: bool = True)
         if b["lr"] < 0.2 * a["lr"]:
             ax.axvline(a["epoch"], color="k", lw=0.5, alpha=0.4)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel("accuracy (%)" + (" (lines: per-epoch monitor)" if finals else ""))
     ax.set_title(title)
     if legend:
         ax.legend(fontsize=7, loc="lower right")
     return ax
+
+
+def monitor_agreement(profile: str, name: str, steps: int = 20) -> dict:
+    """Does the cheap per-epoch monitor pick the epoch that PGD-``steps`` would pick?
+
+    Every saved checkpoint (``epochN.pt``) of run ``name`` that the monitor evaluated is attacked
+    again with PGD-``steps`` on the validation split; returns the per-epoch pairs, the epoch each
+    one selects among them, and their rank correlation (Spearman)."""
+    import torch
+
+    from . import data
+    from .config import Config
+    from .train import load_torch, resolve_device, robust_accuracy
+    d = run_dir(profile, name)
+    cfg = Config(**json.loads((d / "config.json").read_text()))
+    rows = {r["epoch"]: r for r in json.loads((d / "metrics.json").read_text()) if "val_robust" in r}
+    saved = sorted(int(p.stem[5:]) for p in (d / "checkpoints").glob("epoch*.pt"))
+    epochs = [e for e in saved if e in rows]
+    if len(epochs) < 2:
+        raise ValueError(f"{name}: {len(epochs)} saved checkpoint(s) the monitor evaluated; need 2 or more")
+    device = resolve_device(cfg.device)
+    splits = data.get_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, cfg.seed)
+    loader = data.Loader(*splits.val, 512, device=device)
+    from .models import build_model
+    model = build_model(cfg.model, cfg.dataset, cfg.width).to(device)
+    strong = {}
+    for e in epochs:
+        model.load_state_dict(load_torch(d / "checkpoints" / f"epoch{e}.pt")["model"])
+        torch.manual_seed(cfg.seed)
+        strong[e] = robust_accuracy(model, loader, cfg, steps)[1]
+    weak = {e: rows[e]["val_robust"] for e in epochs}
+
+    def ranks(v):
+        order = sorted(v, key=v.get)
+        return {e: i for i, e in enumerate(order)}
+    rw, rs = ranks(weak), ranks(strong)
+    n = len(epochs)
+    spearman = 1 - 6 * sum((rw[e] - rs[e]) ** 2 for e in epochs) / (n * (n * n - 1))
+    pick_w, pick_s = max(weak, key=weak.get), max(strong, key=strong.get)
+    return {"epochs": epochs, "monitor": weak, "strong": strong, "monitor_attack": f"PGD-{cfg.eval_attack_steps}",
+            "strong_attack": f"PGD-{steps}", "monitor_pick": pick_w, "strong_pick": pick_s,
+            "same_pick": pick_w == pick_s, "spearman": spearman,
+            "strong_at_monitor_pick": strong[pick_w], "strong_best": strong[pick_s]}

@@ -5,3 +5,23 @@ def test_epoch_speed_reports_a_ratio_and_a_projection():
     out = bench.run(["epoch_speed"], device="cpu", quick=True)["epoch_speed"]
     assert out["ratio"] > 0 and out["a_s"] > 0 and out["b_s"] > 0
     assert out["model"] == "smallcnn" and out["projected_epoch_s"] == round(383 * out["b_s"], 1)
+
+
+def test_gpu_check_script_runs_on_a_cpu():
+    """tools/gpu-check.sh, its CPU-runnable part: the paper profile's short run on random
+    CIFAR-shaped tensors, printed as one JSON object (the GPU machine runs the full script)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, AWP_GPU_CHECK_DEVICE="cpu", AWP_GPU_CHECK_SMALL="1", PYTHON=sys.executable,
+               PYTHONPATH=str(repo))
+    out = subprocess.run(["bash", str(repo / "tools" / "gpu-check.sh")], env=env, capture_output=True,
+                         text=True, timeout=600, check=True).stdout
+    result = json.loads(out)
+    run = result["paper_run"]
+    assert result["device"] == "cpu" and run["model"] == "preactresnet18" and run["amp"] == "bf16"
+    assert run["epochs"] == 1 and len(run["epoch_train_s"]) == 1 and run["epoch_train_s"][0] > 0
+    assert run["projected_cifar10_train_epoch_s"] > 0
