@@ -265,7 +265,8 @@ def cpu_run(device="cpu", quick=False):
         rows = train(make_config("cpu", method="at", device=device, epochs=epochs), Path(tmp) / "cpu-run", progress="none")
         wall = time.perf_counter() - t0
         per_method = {}
-        for name, kw in {"at": {}, "at-awp": {"awp_gamma": 1e-2}, "trades": {"method": "trades"},
+        for name, kw in {"at": {}, "at-awp": {"awp_gamma": 1e-2}, "standard": {"method": "standard"},
+                         "trades": {"method": "trades"},
                          "mart": {"method": "mart"}, "rst": {"method": "rst", "pseudo_epochs": 1}}.items():
             r = train(make_config("cpu", **{"method": "at", **kw, "device": device, "epochs": 1,
                                             "final_attack_steps": 0}), Path(tmp) / name, progress="none")
