@@ -54,10 +54,10 @@ def main(argv=None):
 
 
 def _extra_commands():
-    """Sub-commands of other modules (train, landscape, reproduce), registered when present."""
+    """Sub-commands of other modules (train, landscape, evaluate, reproduce), registered when present."""
     import importlib
     out = []
-    for mod in ("train", "landscape", "reproduce", "bookruns"):
+    for mod in ("train", "landscape", "evaluate_cli", "reproduce", "bookruns"):
         try:
             m = importlib.import_module(f"awp_lib.{mod}")
         except ModuleNotFoundError as e:

@@ -18,17 +18,31 @@ def default_alpha(eps: float, norm: str) -> float:
     return eps / 4 if norm == "linf" else eps * 15 / 128
 
 
-def autoattack(model, x, y, eps: float, norm: str = "linf", batch_size: int = 256, seed: int = 0):
-    """Standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square; 100 APGD steps) by its authors (``pyautoattack``)."""
+def autoattack(model, x, y, eps: float, norm: str = "linf", batch_size: int = 256, seed: int = 0,
+               verbose: bool = False):
+    """Standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square; 100 APGD steps) by its authors (``pyautoattack``).
+
+    ``verbose``: its log (robust accuracy after each attack, times) goes to stderr.
+    """
+    import logging
     from pyautoattack import AutoAttack
     was = model.training
     model.eval()
+    log = logging.getLogger("auto-attack")
+    handler, level = logging.StreamHandler(sys.stderr), log.level
+    if verbose:
+        handler.setFormatter(logging.Formatter("  autoattack: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG)
     try:
         adversary = AutoAttack(model, eps=eps, norm={"linf": "Linf", "l2": "L2"}[norm], version="standard",
                                device=x.device, seed=seed)
         x_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)[0]
     finally:
         model.train(was)
+        if verbose:
+            log.removeHandler(handler)
+            log.setLevel(level)
     return x_adv
 
 
@@ -38,12 +52,13 @@ def _correct(model, x, y) -> int:
 
 
 def evaluate(model, loader, eps: float, norm: str = "linf", attacks=DEFAULT_ATTACKS, alpha: float | None = None,
-             max_batches: int | None = None, seed: int = 0) -> dict[str, float]:
+             max_batches: int | None = None, seed: int = 0, progress: bool = False) -> dict[str, float]:
     """Accuracy (a fraction in [0, 1]) of ``model`` on ``loader`` under each attack in ``attacks``.
 
     Attacks run with BN in eval mode. PGD-20/100 and CW∞ use ``alpha`` (default
     :func:`default_alpha`) and a random start; ``cw`` is 20 steps on the margin loss.
     ``autoattack`` is the standard version of Croce & Hein (slow: ask for it explicitly).
+    ``progress``: a bar over batches on stderr (in a terminal) and AutoAttack's log.
     """
     A.check_eps(eps, norm)
     for a in attacks:
@@ -55,12 +70,13 @@ def evaluate(model, loader, eps: float, norm: str = "linf", attacks=DEFAULT_ATTA
         "pgd20": lambda x, y: A.pgd(model, x, y, eps, alpha, 20, norm),
         "pgd100": lambda x, y: A.pgd(model, x, y, eps, alpha, 100, norm),
         "cw": lambda x, y: A.cw(model, x, y, eps, alpha, 20, norm),
-        "autoattack": lambda x, y: autoattack(model, x, y, eps, norm, seed=seed),
+        "autoattack": lambda x, y: autoattack(model, x, y, eps, norm, seed=seed, verbose=progress),
     }
     was = model.training
     model.eval()
     torch.manual_seed(seed)
     correct, n = dict.fromkeys(attacks, 0), 0
+    bar = _bar(progress, loader, max_batches, "+".join(attacks))
     try:
         for i, (x, y) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
@@ -68,9 +84,23 @@ def evaluate(model, loader, eps: float, norm: str = "linf", attacks=DEFAULT_ATTA
             for a in attacks:
                 correct[a] += _correct(model, run[a](x, y), y)
             n += len(y)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(" ".join(f"{a}={c / n:.3f}" for a, c in correct.items()))
     finally:
         model.train(was)
+        if bar is not None:
+            bar.close()
     return {a: c / max(n, 1) for a, c in correct.items()}
+
+
+def _bar(progress, loader, max_batches, desc):
+    if not (progress and sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+    total = len(loader) if hasattr(loader, "__len__") else None
+    total = min(total, max_batches) if total is not None and max_batches is not None else total
+    return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, leave=False)
 
 
 class _CallableModule(types.ModuleType):

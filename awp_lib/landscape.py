@@ -269,17 +269,13 @@ def plot_2d(result: dict, kind: str = "contour", ax=None):
 # ----------------------------------------------------------------------------- CLI
 def load_run_model(checkpoint):
     """Rebuild a model from ``<run>/checkpoints/X.pt`` and its ``<run>/config.json``."""
-    import json
     from pathlib import Path
-    from .config import Config
-    from .models import build_model, load_checkpoint
-    checkpoint = Path(checkpoint)
-    cfg_path = checkpoint.parent.parent / "config.json"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"{cfg_path} not found: the checkpoint must sit in <run>/checkpoints/ of a training run")
-    cfg = Config(**json.loads(cfg_path.read_text()))
-    model = load_checkpoint(build_model(cfg.model, cfg.dataset, cfg.width), checkpoint)
-    return model.eval(), cfg
+    from .checkpoints import is_run_checkpoint, load_model, run_config_path
+    if Path(checkpoint).is_file() and not is_run_checkpoint(checkpoint):
+        raise FileNotFoundError(f"{run_config_path(checkpoint)} not found: the checkpoint must sit in "
+                                "<run>/checkpoints/ of a training run")
+    loaded = load_model(checkpoint)
+    return loaded.model, loaded.cfg
 
 
 def _grid(text: str) -> list[float]:
@@ -293,51 +289,107 @@ def _grid(text: str) -> list[float]:
     return [float(v) for v in text.split(",")]
 
 
+def _flag_grid(text) -> list[float]:
+    """``--alphas``: a grid string or a list, with errors that name the flag."""
+    try:
+        return _check_grid("alphas", _grid(text) if isinstance(text, str) else list(text))
+    except ValueError as e:
+        raise ValueError(f"--alphas {text!r} is invalid ({e}); use lo:hi:num (e.g. -1:1:21) or a "
+                         "strictly increasing comma list (e.g. -0.5,0,0.5)") from None
+
+
+def landscape_checkpoint(checkpoint, dim: int = 1, alphas="-1:1:21", k: int = 5, subset: str = "train",
+                         n: int | None = 1000, batch_size: int = 500, attack_steps: int = 10, seed: int = 0,
+                         include_bn: bool = False, out=None, model: str | None = None,
+                         dataset: str | None = None, normalize: str | None = None, width: int | None = None,
+                         eps: float | None = None, norm: str | None = None, root=None, device="auto",
+                         progress: bool | None = None, log=print) -> dict:
+    """Algorithm 1 on any checkpoint: ρ(w + αd) along ``k`` directions (``dim`` 1) or on a 2-D grid.
+
+    A checkpoint of one of our runs needs no model argument (its config gives the model, the
+    threat model and the split); a third-party file needs ``model`` and ``dataset``
+    (:func:`awp_lib.checkpoints.load_model`). ``n`` images of ``subset`` are used, capped at
+    what the split holds (the log says so). Writes ``<stem>-<subset>-<dim>d.json`` and ``.png``
+    to ``out`` (default: ``<run>/landscape/``, or ``landscape/`` beside a third-party file) and
+    returns the result with the paths under ``json`` and ``png``.
+    """
+    import json
+    import sys
+    from pathlib import Path
+    import matplotlib.pyplot as plt
+    from . import checkpoints
+    from .data import check_choice
+    from .train import save_text
+    check_choice("--dim", dim, (1, 2))
+    check_choice("--subset", subset, ("train", "test"))
+    grid = _flag_grid(alphas)
+    for flag, v in (("--k", k), ("--batch-size", batch_size), ("--attack-steps", attack_steps)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{flag} {v!r} is invalid: a positive integer")
+    dev = checkpoints.resolve_device(device)
+    loaded = checkpoints.load_model(checkpoint, model, dataset, normalize, width, dev)
+    eps, norm = checkpoints.default_threat(loaded, eps, norm)
+    cfg = loaded.cfg
+    attack_alpha = cfg.alpha if cfg is not None and (eps, norm) == (cfg.eps, cfg.norm) else default_alpha(eps, norm)
+    (x, y), which = checkpoints.images(loaded, subset, n, root)
+    for line in loaded.notes:
+        log(line)
+    log(f"landscape {dim}-D of {loaded.path.name}: {len(grid)} values of alpha"
+        + (f" x {k} directions" if dim == 1 else f" x {len(grid)}") + f", PGD-{attack_steps} at {norm} "
+        f"eps={eps:.4g}; {which}; device {dev}")
+    kw = dict(eps=eps, attack_alpha=attack_alpha, attack_steps=attack_steps, norm=norm, n=None,
+              batch_size=batch_size, seed=seed, include_bn=include_bn,
+              progress=sys.stderr.isatty() if progress is None else progress)
+    data = (x.to(dev), y.to(dev))
+    label = loaded.path.stem
+    if dim == 1:
+        res = landscape_1d(loaded.model, data, grid, k=k, **kw)
+        plot_1d(res, label=label)
+    else:
+        res = landscape_2d(loaded.model, data, grid, **kw)
+        fig, axs = plt.subplots(1, 2, figsize=(8, 3.5))
+        axs[1].remove()
+        plot_2d(res, "contour", axs[0])
+        plot_2d(res, "surface", fig.add_subplot(1, 2, 2, projection="3d"))
+    out = Path(out) if out else (loaded.run or loaded.path.parent) / "landscape"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{label}-{subset}-{dim}d"
+    res = {**res, "checkpoint": loaded.describe(), "subset": subset, "images": which, "eps": eps, "norm": norm,
+           "attack_steps": attack_steps, "json": str(stem.with_suffix(".json")), "png": str(stem.with_suffix(".png"))}
+    save_text(json.dumps(res, indent=1), stem.with_suffix(".json"))
+    plt.tight_layout()
+    plt.savefig(stem.with_suffix(".png"), dpi=120)
+    plt.close("all")
+    return res
+
+
 def register_cli(sub) -> None:
-    p = sub.add_parser("landscape", help="1-D (k directions) or 2-D weight loss landscape of a checkpoint")
-    p.add_argument("checkpoint", help="a checkpoint inside <run>/checkpoints/")
+    from .checkpoints import add_model_args
+    p = sub.add_parser("landscape", help="1-D (k directions) or 2-D weight loss landscape of a checkpoint "
+                       "(ours, or a published one with --model/--dataset)")
+    p.add_argument("checkpoint", help="<run>/checkpoints/X.pt of our runs, or a third-party file (--model, --dataset)")
     p.add_argument("--dim", type=int, choices=[1, 2], default=1)
-    p.add_argument("--alphas", default="-1:1:21", help="lo:hi:num or a comma list (default -1:1:21)")
+    p.add_argument("--alphas", default="-1:1:21", help="lo:hi:num or a comma list (default -1:1:21); "
+                   "write --alphas=-0.5:0.5:11 when the first value is negative")
     p.add_argument("--k", type=int, default=5, help="directions for 1-D")
     p.add_argument("--subset", choices=["train", "test"], default="train")
-    p.add_argument("--n", type=int, default=1000, help="examples")
+    p.add_argument("--n", type=int, default=1000, help="examples (default 1000, capped at what the split holds)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--attack-steps", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--include-bn", action="store_true")
-    p.add_argument("--out", default=None, help="folder for landscape-<dim>d.json and .png (default: next to the run)")
+    p.add_argument("--out", default=None, help="folder for the .json and .png (default: <run>/landscape/)")
+    add_model_args(p)
     p.set_defaults(fn=_cmd)
 
 
 def _cmd(args) -> None:
     import json
     import sys
-    from pathlib import Path
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from . import data
-    model, cfg = load_run_model(args.checkpoint)
-    s = data.get_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, cfg.seed)
-    subset = s.train if args.subset == "train" else s.test
-    kw = dict(eps=cfg.eps, attack_alpha=cfg.alpha, attack_steps=args.attack_steps, norm=cfg.norm, n=args.n,
-              batch_size=args.batch_size, seed=args.seed, include_bn=args.include_bn,
-              progress=sys.stderr.isatty())
-    alphas = _grid(args.alphas)
-    if args.dim == 1:
-        res = landscape_1d(model, subset, alphas, k=args.k, **kw)
-        plot_1d(res, label=Path(args.checkpoint).stem)
-    else:
-        res = landscape_2d(model, subset, alphas, **kw)
-        fig, axs = plt.subplots(1, 2, figsize=(8, 3.5))
-        axs[1].remove()
-        plot_2d(res, "contour", axs[0])
-        plot_2d(res, "surface", fig.add_subplot(1, 2, 2, projection="3d"))
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent.parent / "landscape"
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{Path(args.checkpoint).stem}-{args.subset}-{args.dim}d"
-    from .train import save_text
-    save_text(json.dumps(res, indent=1), stem.with_suffix(".json"))
-    plt.tight_layout()
-    plt.savefig(stem.with_suffix(".png"), dpi=120)
-    print(json.dumps({"json": str(stem.with_suffix(".json")), "png": str(stem.with_suffix(".png"))}))
+    res = landscape_checkpoint(args.checkpoint, args.dim, args.alphas, args.k, args.subset, args.n, args.batch_size,
+                               args.attack_steps, args.seed, args.include_bn, args.out, args.model, args.dataset,
+                               args.normalize, args.width, args.eps, args.norm, args.root, args.device,
+                               log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(json.dumps({"json": res["json"], "png": res["png"], "n": res["n"], "images": res["images"]}))

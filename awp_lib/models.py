@@ -180,16 +180,23 @@ class VGG19(nn.Module):
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(self.normalize(x)), 1), 1))
 
 
-def build_model(name: str, dataset: str = "cifar10", width: int = 16) -> nn.Module:
+NORMALIZE = ("dataset", "none")
+
+
+def build_model(name: str, dataset: str = "cifar10", width: int = 16, normalize: str = "dataset") -> nn.Module:
     """A model of ``MODELS`` for ``dataset``, with that dataset's normalisation inside.
 
     ``width`` applies to ``smallcnn`` (channels of its first conv layers) and ``mlp``
-    (hidden units = 64·width, so the default 16 gives 1,024).
+    (hidden units = 64·width, so the default 16 gives 1,024). ``normalize``: ``dataset``
+    (the dataset's mean/std, what our runs and the Rice et al. / AT-AWP checkpoints use) or
+    ``none`` (the identity: TRADES, MART and TRADES-AWP WideResNets take raw [0, 1] inputs).
     """
     check_choice("model", name, MODELS)
     check_choice("dataset", dataset, tuple(NUM_CLASSES))
+    check_choice("normalize", normalize, NORMALIZE)
     c, h, _ = SHAPES[dataset]
-    kw = dict(in_channels=c, num_classes=NUM_CLASSES[dataset], mean=MEAN_STD[dataset][0], std=MEAN_STD[dataset][1])
+    mean, std = MEAN_STD[dataset] if normalize == "dataset" else ((0.0,) * c, (1.0,) * c)
+    kw = dict(in_channels=c, num_classes=NUM_CLASSES[dataset], mean=mean, std=std)
     if name == "mlp":
         return MLP(c * h * SHAPES[dataset][2], hidden=64 * width, **{k: v for k, v in kw.items() if k != "in_channels"})
     if name == "smallcnn":
@@ -204,26 +211,17 @@ def build_model(name: str, dataset: str = "cifar10", width: int = 16) -> nn.Modu
 
 def clean_state_dict(state: dict) -> dict:
     """Strip ``module.`` (DataParallel) prefixes and drop the unused ``sub_block1`` of TRADES/MART WideResNets."""
-    out = {}
-    for k, v in state.items():
-        while k.startswith("module."):
-            k = k[len("module."):]
-        if k.startswith("sub_block1.") or ".sub_block1." in k:
-            continue
-        out[k] = v
-    return out
+    from .checkpoints import remap
+    return remap(state)[0]
 
 
 def load_checkpoint(model: nn.Module, path, strict: bool = True) -> nn.Module:
     """Load weights (ours or third-party) with ``weights_only=True``; returns ``model``.
 
     Accepts a bare state dict or a dict holding one under ``model``/``state_dict``/``model_state_dict``.
-    A file holding arbitrary pickled objects is refused by torch's safe loader.
+    A file holding arbitrary pickled objects is refused; keys that do not match are named
+    (:func:`awp_lib.checkpoints.load_weights`).
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("model", "state_dict", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    model.load_state_dict(clean_state_dict(state), strict=strict)
+    from .checkpoints import load_weights
+    load_weights(model, path, strict=strict)
     return model
