@@ -20,7 +20,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from .data import check_choice
+from .validate import check_choice
 
 NORMS = ("linf", "l2")
 LOSSES = ("ce", "cw")

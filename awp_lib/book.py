@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from .config import PROFILES, make_config
-from .data import check_choice, project_root  # noqa: F401 (chapters call book.project_root)
+from .data import project_root  # noqa: F401 (chapters call book.project_root)
+from .validate import check_choice
 
 
 def check_profile(profile: str) -> str:
@@ -29,7 +30,7 @@ def run_dir(profile: str, name: str) -> Path:
 
 def run_state(profile: str, name: str) -> str:
     """``done`` (trained to its last epoch), ``partial`` (interrupted: it resumes) or ``new``."""
-    from .train import load_torch
+    from .io import load_torch
     d = run_dir(profile, name)
     last = d / "checkpoints" / "last.pt"
     if not last.exists():
@@ -101,7 +102,7 @@ def attacks_of(rows: list[dict], cfg=None) -> dict:
 
 def save_results(profile: str, chapter: str, results: dict) -> Path:
     """Write ``results/<profile>/<chapter>.json`` (atomically), with the profile and a timestamp."""
-    from .train import save_text
+    from .io import save_text
     path = project_root() / "results" / profile / f"{chapter}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"profile": profile, "chapter": chapter, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -204,7 +205,8 @@ def monitor_agreement(profile: str, name: str, steps: int = 20) -> dict:
 
     from . import data
     from .config import Config
-    from .train import load_torch, resolve_device, robust_accuracy
+    from .io import load_torch
+    from .train import resolve_device, robust_accuracy
     d = run_dir(profile, name)
     cfg = Config(**json.loads((d / "config.json").read_text()))
     rows = {r["epoch"]: r for r in json.loads((d / "metrics.json").read_text()) if "val_robust" in r}

@@ -14,7 +14,7 @@ import math
 from fractions import Fraction
 
 from .config import make_config
-from .data import check_choice
+from .validate import check_choice
 
 # Per profile, the knobs of each chapter that decide which runs it trains.
 CH1 = {  # epochs of both models; `monitor`: the loop's cheap per-epoch check (the chapter attacks itself)

@@ -14,8 +14,9 @@ import difflib
 import os
 from dataclasses import dataclass, fields
 
-from .data import DATASETS, check_choice
+from .data import DATASETS
 from .models import MODELS
+from .validate import check_choice
 
 PROFILES = ("smoke", "cpu", "paper")
 SCHEDULES = ("piecewise", "cosine", "cyclic", "constant")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from .validate import check_choice  # noqa: F401 (data.check_choice: its old home)
+
 DATASETS = ("fashion-mnist", "cifar10", "cifar100", "svhn")
 NUM_CLASSES = {"fashion-mnist": 10, "cifar10": 10, "cifar100": 100, "svhn": 10}
 SHAPES = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "svhn": (3, 32, 32)}
@@ -34,12 +36,6 @@ MEAN_STD = {
 AUGMENT = {"fashion-mnist": "none", "cifar10": "crop-flip", "cifar100": "crop-flip", "svhn": "none"}
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 PAPER_VAL_SIZE = 1000  # held out of the training set at paper scale (Rice et al. 2020)
-
-
-def check_choice(name: str, value, choices) -> None:
-    """Raise ``ValueError`` naming the bad ``value`` and the valid ``choices``."""
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(map(str, choices))}")
 
 
 def project_root() -> Path:

@@ -10,7 +10,7 @@ ascends whichever ``loss`` the method defines (Eq. 16 for TRADES, Eq. 17 for MAR
   mode; loss CE(f(x), y) + β·KL(f(x) ‖ f(x')) (batch mean).
 * ``mart`` (Wang et al.): PGD on CE; loss BCE(f(x'), y) + β·KL(f(x) ‖ f(x'))·(1 − p_y(x)).
 * ``rst`` (Carmon et al.): TRADES on batches mixing labelled and pseudo-labelled data
-  (the mixing is done by the data side, :func:`awp_lib.train.rst_loader`).
+  (the mixing is done by the data side, :class:`awp_lib.rst.MixedLoader`).
 """
 from __future__ import annotations
 
@@ -86,6 +86,6 @@ REGISTRY = {
 
 
 def get(name: str) -> Method:
-    from .data import check_choice
+    from .validate import check_choice
     check_choice("method", name, METHODS)
     return REGISTRY[name]

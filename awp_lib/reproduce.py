@@ -36,7 +36,8 @@ from pathlib import Path
 
 from . import report
 from .config import Config, config_diff, make_config
-from .data import check_choice, project_root
+from .data import project_root
+from .validate import check_choice
 
 RUN_NOTEBOOK = "book/run.ipynb"
 CH3_NOTEBOOK = "book/ch3_landscape.ipynb"
@@ -358,7 +359,7 @@ def execute_run(run: Run, root: str, gpus: int = 1, log_output: bool = True) -> 
         lock.unlink(missing_ok=True)
     info = {"run": run.name, "notebook": run.notebook, "parameters": params, "seconds": time.time() - t0,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-    from .train import save_text
+    from .io import save_text
     save_text(json.dumps(info, indent=1), folder / "done.json")
     return info
 
@@ -480,7 +481,7 @@ def aggregate_suite(s: Suite, runs: list[Run], root: Path, profile: str, out=pri
     jpath = save_results(profile, f"reproduce-{s.name}", {
         "suite": s.name, "runs": [r.name for r in runs],
         "table": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in rows]})
-    from .train import save_text
+    from .io import save_text
     save_text(text, jpath.with_suffix(".md"))
     out(text)
     out(f"wrote {jpath} and {jpath.with_suffix('.md').name}")

@@ -10,8 +10,6 @@ randomness is seeded by ``(seed, epoch)``, so a resumed run equals an uninterrup
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import os
@@ -20,11 +18,15 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from . import attacks, data, methods, models
-from .awp import AWP, perturbable
+from .awp import AWP
 from .config import Config, config_diff, keys, make_config
+# moved out of this module; still reachable as train.<name> (the chapters and other modules use them)
+from .distributed import _from_rank0, _mean_over_processes, _sum_over_processes, distributed  # noqa: F401
+from .io import atomic_write, load_torch, metrics_csv, save_text, save_torch  # noqa: F401
+from .regularizers import cutout, mixup, weight_penalty  # noqa: F401
+from .rst import MixedLoader, pseudo_label  # noqa: F401
 
 
 class TrainingDiverged(RuntimeError):
@@ -44,118 +46,6 @@ def lr_at(cfg: Config, t: float) -> float:
         peak = cfg.cyclic_peak * T
         return cfg.lr * (t / peak if t < peak else max(0.0, (T - t) / (T - peak)))
     return cfg.lr
-
-
-# ----------------------------------------------------------------------------- io helpers
-def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file and rename: a crash never leaves a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def save_torch(obj, path: Path) -> None:
-    atomic_write(path, lambda p: torch.save(obj, p))
-
-
-def save_text(text: str, path: Path) -> None:
-    atomic_write(path, lambda p: p.write_text(text))
-
-
-def load_torch(path: Path):
-    """Checkpoints hold tensors, numbers, strings and dicts only: loaded with ``weights_only=True``."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def metrics_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    if rows:
-        names = list(dict.fromkeys(k for r in rows for k in r))  # evaluated epochs have more columns
-        w = csv.DictWriter(buf, fieldnames=names)
-        w.writeheader()
-        w.writerows(rows)
-    return buf.getvalue()
-
-
-# ----------------------------------------------------------------------------- regularisers (App. F)
-def cutout(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Zero a random ``size`` x ``size`` patch per image (centre anywhere, clipped at borders)."""
-    n, _, h, w = x.shape
-    cy, cx = torch.randint(0, h, (n,)), torch.randint(0, w, (n,))
-    ys, xs = torch.arange(h)[None], torch.arange(w)[None]
-    my = ((ys - cy[:, None]) >= -(size // 2)) & ((ys - cy[:, None]) < size - size // 2)
-    mx = ((xs - cx[:, None]) >= -(size // 2)) & ((xs - cx[:, None]) < size - size // 2)
-    my, mx = my.to(x.device), mx.to(x.device)
-    mask = (my[:, :, None] & mx[:, None, :])[:, None]
-    return x.masked_fill(mask, 0.0)
-
-
-def mixup(x, y, alpha: float, num_classes: int):
-    """x̃ = λx + (1−λ)x[π], ỹ = λ·onehot(y) + (1−λ)·onehot(y[π]), λ ~ Beta(α, α)."""
-    lam = torch.distributions.Beta(alpha, alpha).sample().item()
-    perm = torch.randperm(len(x), device=x.device)
-    yo = F.one_hot(y, num_classes).float()
-    return lam * x + (1 - lam) * x[perm], lam * yo + (1 - lam) * yo[perm]
-
-
-def weight_penalty(model, kind: str, strength: float) -> torch.Tensor:
-    """λ·Σ|w| (``l1``) or λ·Σw² (``l2``) over conv and linear kernels, added to the training loss."""
-    ws = [p for _, p in perturbable(model)]
-    if kind == "l1":
-        return strength * sum(w.abs().sum() for w in ws)
-    return strength * sum(w.pow(2).sum() for w in ws)
-
-
-# ----------------------------------------------------------------------------- RST pseudo-labels
-def pseudo_label(cfg: Config, splits: data.Splits, device) -> torch.Tensor:
-    """Train a standard (non-robust) model on the labelled set, then label the pool with it."""
-    torch.manual_seed(cfg.seed + 7)
-    model = models.build_model(cfg.model, cfg.dataset, cfg.width).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    loader = data.Loader(*splits.train, cfg.batch_size, True, cfg.augment or data.AUGMENT[cfg.dataset],
-                         cfg.seed + 7, device)
-    steps = cfg.pseudo_epochs * len(loader)
-    for e in range(cfg.pseudo_epochs):
-        loader.set_epoch(e)
-        model.train()
-        for i, (x, y) in enumerate(loader):
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr / 2 * (math.cos(math.pi * (e * len(loader) + i) / steps) + 1)
-            opt.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-    model.eval()
-    pool = data.Loader(splits.pool[0], splits.pool[1], 512, device=device)
-    with torch.no_grad():
-        return torch.cat([model(x).argmax(1).cpu() for x, _ in pool])
-
-
-class MixedLoader:
-    """RST batches: a ``1 − unsup_fraction`` share of labelled images, the rest pseudo-labelled.
-
-    An epoch is one pass over the labelled set.
-    """
-
-    def __init__(self, labelled: data.Loader, pseudo: data.Loader, unsup_fraction: float):
-        self.labelled, self.pseudo, self.f = labelled, pseudo, unsup_fraction
-
-    def set_epoch(self, e):
-        self.labelled.set_epoch(e)
-        self.pseudo.set_epoch(e)
-
-    def __len__(self):
-        return len(self.labelled)
-
-    def __iter__(self):
-        it = iter(self.pseudo)
-        for x, y in self.labelled:
-            try:
-                xu, yu = next(it)
-            except StopIteration:
-                it = iter(self.pseudo)
-                xu, yu = next(it)
-            yield torch.cat([x, xu]), torch.cat([y, yu])
 
 
 # ----------------------------------------------------------------------------- one step
@@ -212,50 +102,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-# ----------------------------------------------------------------------------- torchrun (DDP)
-def distributed(device: torch.device) -> tuple[int, int, torch.device]:
-    """``(rank, world size, device)``. Under torchrun (``WORLD_SIZE`` > 1) the process group is
-    initialised once (NCCL for GPUs, gloo for CPUs) and each process takes GPU ``LOCAL_RANK``."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, device
-    import torch.distributed as dist
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device
-
-
-def _sum_over_processes(values, device) -> list:
-    """Sum numbers over the torchrun processes (identity in a single process)."""
-    import torch.distributed as dist
-    if not (dist.is_available() and dist.is_initialized()):
-        return values
-    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
-def _mean_over_processes(tensors: list[torch.Tensor], world: int) -> list[torch.Tensor]:
-    import torch.distributed as dist
-    for t in tensors:
-        dist.all_reduce(t)
-        t.div_(world)
-    return tensors
-
-
-def _from_rank0(t: torch.Tensor, device) -> torch.Tensor:
-    """Process 0's tensor on every process (RST's pseudo-labels)."""
-    import torch.distributed as dist
-    if not (dist.is_available() and dist.is_initialized()):
-        return t
-    t = t.to(device)
-    dist.broadcast(t, 0)
-    return t.cpu()
 
 
 # ----------------------------------------------------------------------------- the loop
