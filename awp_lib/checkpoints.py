@@ -32,8 +32,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .data import DATASETS, check_choice
+from .data import DATASETS
 from .models import MODELS, NORMALIZE, build_model
+from .validate import check_choice
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 UNUSED_BLOCKS = ("sub_block1",)  # built but never used in forward() by the TRADES / MART WideResNets

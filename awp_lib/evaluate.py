@@ -7,7 +7,7 @@ import types
 import torch
 
 from . import attacks as A
-from .data import check_choice
+from .validate import check_choice
 
 ATTACKS = ("natural", "fgsm", "pgd20", "pgd100", "cw", "autoattack")
 DEFAULT_ATTACKS = ("natural", "fgsm", "pgd20", "pgd100", "cw")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import checkpoints
-from .data import check_choice
+from .validate import check_choice
 from .evaluate import ATTACKS, default_alpha, evaluate
 
 LABELS = {"natural": "natural", "fgsm": "FGSM", "pgd20": "PGD-20", "pgd100": "PGD-100", "cw": "CW∞",
@@ -46,7 +46,7 @@ def evaluate_checkpoint(checkpoint, model: str | None = None, dataset: str | Non
     Returns the JSON's content: ``accuracy`` (fractions), ``seconds``, the model and where its
     settings came from, the threat model, the images, and the paths written.
     """
-    from .train import save_text
+    from .io import save_text
     attacks = parse_attacks(attacks)
     if not (isinstance(batch_size, int) and batch_size > 0):
         raise ValueError(f"--batch-size {batch_size!r} is invalid: a positive integer")

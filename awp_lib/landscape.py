@@ -318,8 +318,8 @@ def landscape_checkpoint(checkpoint, dim: int = 1, alphas="-1:1:21", k: int = 5,
     from pathlib import Path
     import matplotlib.pyplot as plt
     from . import checkpoints
-    from .data import check_choice
-    from .train import save_text
+    from .io import save_text
+    from .validate import check_choice
     check_choice("--dim", dim, (1, 2))
     check_choice("--subset", subset, ("train", "test"))
     grid = _flag_grid(alphas)

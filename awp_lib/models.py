@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import MEAN_STD, NUM_CLASSES, SHAPES, check_choice
+from .data import MEAN_STD, NUM_CLASSES, SHAPES
+from .validate import check_choice
 
 MODELS = ("mlp", "smallcnn", "preactresnet18", "wrn-28-10", "wrn-34-10", "vgg19")
 
