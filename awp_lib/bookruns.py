@@ -191,7 +191,7 @@ def train_all(profile: str, only: str | None = None, progress: str = "auto") -> 
     import time
 
     from . import book
-    from .train import _fmt
+    from .progress import _fmt
     runs = book_runs(profile)
     if only:
         globs = [g.strip() for g in only.split(",") if g.strip()]

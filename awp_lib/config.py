@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass, fields
 
 from .data import DATASETS
+from .averaging import AVERAGES
+from .awp import DIRECTIONS, SCOPES
 from .models import MODELS
 from .validate import check_choice
 
@@ -52,6 +54,9 @@ class Config:
     awp_alternations: int = 1        # A
     awp_step: float | None = None    # η₂; None: γ/(A·K₂)
     awp_warmup: int = 0              # epochs of plain training before AWP starts
+    awp_direction: str = "adversarial"  # adversarial (Algorithm 2) | random: a fresh Gaussian direction per
+    #                                  batch rescaled to the budget's sphere, no gradient (a control)
+    awp_scope: str = "layer"         # layer: ‖v_l‖ ≤ γ‖w_l‖ per kernel (Eq. 15) | global: ‖v‖ ≤ γ‖w‖ over all
     # optimisation
     epochs: int = 30
     batch_size: int = 128
@@ -63,6 +68,11 @@ class Config:
     cyclic_peak: float = 0.4         # cyclic: fraction of training where lr peaks (80/200 in the paper)
     regularizer: str = "none"        # Appendix F: none | l1 | l2 | cutout | mixup
     reg_strength: float | None = None  # l1 5e-6, l2 5e-3, cutout patch 14 (px), mixup α 1.4
+    # weight averaging (awp_lib.averaging): none | ema | swa; when on, the evaluation, `best` and the
+    # checkpoints are those of the averaged weights
+    weight_average: str = "none"
+    ema_decay: float = 0.99          # EMA decay per optimizer step (horizon ~100 steps), warmed up
+    swa_start: float = 0.75          # SWA averages the epochs after this fraction of training
     # per-epoch monitor (cheap: it only picks `best` on validation and draws the curves) ...
     eval_attack_steps: int = 10      # PGD steps for train/val/test robust accuracy per evaluated epoch
     eval_train_size: int = 1000      # training images (fixed subset) for train robust accuracy at w
@@ -102,6 +112,20 @@ class Config:
         return {"none": 0.0, "l1": 5e-6, "l2": 5e-3, "cutout": 14, "mixup": 1.4}[self.regularizer] \
             if self.reg_strength is None else self.reg_strength
 
+    @property
+    def awp_tag(self) -> str:
+        """The run-name part of AWP: ``-awp0.01``; ``-rwp0.01`` (random direction); ``-global`` after it
+        for one global budget; empty without AWP."""
+        if self.awp_gamma == 0:
+            return ""
+        kind = "rwp" if self.awp_direction == "random" else "awp"
+        return f"-{kind}{self.awp_gamma:g}" + ("-global" if self.awp_scope == "global" else "")
+
+    @property
+    def average_tag(self) -> str:
+        """The run-name part of weight averaging: ``-ema``, ``-swa`` or empty."""
+        return "" if self.weight_average == "none" else f"-{self.weight_average}"
+
     def validate(self) -> None:
         from .attacks import check_eps
         check_choice("profile", self.profile, PROFILES)
@@ -112,6 +136,14 @@ class Config:
         check_choice("regularizer", self.regularizer, REGULARIZERS)
         check_choice("attack_bn", self.attack_bn, ATTACK_BN)
         check_choice("amp", self.amp, AMP)
+        check_choice("awp_direction", self.awp_direction, DIRECTIONS)
+        check_choice("awp_scope", self.awp_scope, SCOPES)
+        check_choice("weight_average", self.weight_average, AVERAGES)
+        awp_only = {k: getattr(self, k) for k, d in (("awp_direction", "adversarial"), ("awp_scope", "layer"))
+                    if getattr(self, k) != d}
+        if self.awp_gamma == 0 and awp_only:
+            raise ValueError(", ".join(f"{k}={v!r}" for k, v in awp_only.items())
+                             + " shapes the AWP perturbation: it needs awp_gamma > 0 (got 0)")
         for k in ("channels_last", "compile", "nesterov"):
             if not isinstance(getattr(self, k), bool):
                 raise ValueError(f"{k}={getattr(self, k)!r} is invalid: true or false")
@@ -140,6 +172,12 @@ class Config:
             v = getattr(self, k)
             if v is not None and (not isinstance(v, (int, float)) or not v > 0):
                 raise ValueError(f"{k}={v!r} is invalid: a positive number, or None for the default")
+        if not (isinstance(self.ema_decay, (int, float)) and not isinstance(self.ema_decay, bool)
+                and 0 < self.ema_decay < 1):
+            raise ValueError(f"ema_decay={self.ema_decay!r} is invalid: a decay per step strictly between 0 and 1")
+        if not (isinstance(self.swa_start, (int, float)) and not isinstance(self.swa_start, bool)
+                and 0 <= self.swa_start < 1):
+            raise ValueError(f"swa_start={self.swa_start!r} is invalid: a fraction of training in [0, 1)")
         if not 0 < self.cyclic_peak < 1:
             raise ValueError(f"cyclic_peak={self.cyclic_peak!r} is invalid: a fraction strictly between 0 and 1")
         if not 0 <= self.unsup_fraction < 1:
@@ -209,6 +247,29 @@ def make_config(profile: str | None = None, **overrides) -> Config:
             hint = f" did you mean {near[0]!r}?" if near else ""
             raise ValueError(f"unknown config key {k!r};{hint} valid keys: {', '.join(keys())}")
     return Config(**{**PRESETS[profile], **overrides, "profile": profile})
+
+
+def parse_value(text: str):
+    """CLI and papermill strings → Python values: ints, floats, fractions like 8/255, None, booleans."""
+    low = text.strip().lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    if "/" in text:
+        a, b = text.split("/", 1)
+        try:
+            return float(a) / float(b)
+        except ValueError:
+            pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def config_diff(old: dict, new: Config) -> dict:

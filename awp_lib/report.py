@@ -41,12 +41,16 @@ NOT_GROUPED = ("seed", "device", "profile")  # keys that do not make two runs di
 
 
 def method_label(cfg: dict) -> str:
-    """AT, AT-AWP, TRADES-AWP, AT+L2, AT (cosine), ... from a run's config."""
+    """AT, AT-AWP, TRADES-AWP, AT+L2, AT (cosine), and issue 13's controls AT-RWP (random direction),
+    AT-AWP-global, AT+EMA, AT-AWP+SWA, ... from a run's config (keys it lacks: their defaults)."""
     name = cfg["method"].upper()
     if cfg.get("regularizer", "none") != "none":
         name += "+" + cfg["regularizer"].upper()
     if cfg.get("awp_gamma", 0) > 0:
-        name += "-AWP"
+        name += "-RWP" if cfg.get("awp_direction", "adversarial") == "random" else "-AWP"
+        name += "-global" if cfg.get("awp_scope", "layer") == "global" else ""
+    if cfg.get("weight_average", "none") != "none":
+        name += "+" + cfg["weight_average"].upper()
     if cfg.get("schedule", "piecewise") != "piecewise":
         name += f" ({cfg['schedule']})"
     return name

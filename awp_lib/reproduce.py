@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import report
-from .config import Config, config_diff, make_config
+from .config import Config, config_diff, make_config, parse_value
 from .data import project_root
 from .validate import check_choice
 
@@ -59,14 +59,16 @@ class Run:
 
 
 def run_name(cfg: Config) -> str:
-    """The chapters' naming: ``at-piecewise-s0``, ``at-awp0.005-s0``, ``at-l2-s0``, ``trades-awp0.005-s0``,
-    plus ``-<model>-<dataset>-<norm>-eps<eps>`` for what differs from the profile's preset."""
+    """The chapters' naming: ``at-piecewise-s0``, ``at-awp0.005-s0``, ``at-l2-s0``, ``trades-awp0.005-s0``;
+    the controls ``at-rwp0.005-s0`` (random direction), ``at-awp0.005-global-s0``, ``at-ema-s0``,
+    ``at-awp0.005-swa-s0``; plus ``-<model>-<dataset>-<norm>-eps<eps>`` for what differs from the
+    profile's preset."""
     preset = make_config(cfg.profile)
-    if cfg.method == "at" and cfg.awp_gamma == 0 and cfg.regularizer == "none":
+    if cfg.method == "at" and cfg.awp_gamma == 0 and cfg.regularizer == "none" and cfg.weight_average == "none":
         base = f"at-{cfg.schedule}"
     else:
         base = cfg.method + (f"-{cfg.regularizer}" if cfg.regularizer != "none" else "") \
-            + (f"-awp{cfg.awp_gamma:g}" if cfg.awp_gamma > 0 else "")
+            + cfg.awp_tag + cfg.average_tag
         if cfg.schedule != preset.schedule:
             base += f"-{cfg.schedule}"
     tag = "".join(f"-{getattr(cfg, k)}" for k in ("model", "dataset", "norm") if getattr(cfg, k) != getattr(preset, k))
@@ -212,8 +214,7 @@ def load_parameter_file(path) -> dict:
         raise ValueError(f"{path}: 'profile' is chosen with --profile, not in the parameter file")
     if "seed" in values:
         raise ValueError(f"{path}: 'seed' is set by the suite (use --seeds N for seeds 0..N-1)")
-    from .train import _parse_value
-    values = {k: _parse_value(v) if isinstance(v, str) else v for k, v in values.items()}
+    values = {k: parse_value(v) if isinstance(v, str) else v for k, v in values.items()}
     try:
         make_config("smoke", **values)
     except (ValueError, TypeError) as e:
@@ -261,7 +262,8 @@ def gpu_hours(run: Run) -> float:
     """Estimated hours on one H100 (see ``PASS_SECONDS``); chapter 3 runs add their landscapes."""
     c = run.config
     n_train = c.train_size or TRAIN_IMAGES[c.dataset]
-    per_image = c.attack_steps + 1 + (c.awp_steps * c.awp_alternations if c.awp_gamma > 0 else 0)
+    weight_ascent = c.awp_gamma > 0 and c.awp_direction == "adversarial"  # a random direction takes no gradient
+    per_image = c.attack_steps + 1 + (c.awp_steps * c.awp_alternations if weight_ascent else 0)
     per_image += 1 if c.method in ("trades", "mart") else 0
     passes = c.epochs * n_train * per_image
     n_eval = min(c.eval_train_size, n_train) + (c.val_size or 1000) + (c.test_size or TEST_IMAGES[c.dataset])

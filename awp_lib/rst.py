@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from . import data, models
 from .config import Config
+from .distributed import _from_rank0
+from .io import load_torch, save_torch
 
 
 def pseudo_label(cfg: Config, splits: data.Splits, device) -> torch.Tensor:
@@ -58,3 +60,21 @@ class MixedLoader:
                 it = iter(self.pseudo)
                 xu, yu = next(it)
             yield torch.cat([x, xu]), torch.cat([y, yu])
+
+
+def rst_loader(cfg: Config, splits: data.Splits, out, device, augment: str, shard: dict, writer: bool) -> MixedLoader:
+    """The RST training batches. The pseudo-labels are read from ``out/pseudo_labels.pt`` if a
+    previous (interrupted) run made them; else process 0 makes them, shares them and saves them."""
+    labels_path = out / "pseudo_labels.pt" if out else None
+    if labels_path is not None and labels_path.exists():
+        pseudo = load_torch(labels_path)
+    else:
+        pseudo = _from_rank0(pseudo_label(cfg, splits, device) if writer
+                             else torch.zeros(len(splits.pool[1]), dtype=torch.long), device)
+        if labels_path is not None and writer:
+            save_torch(pseudo, labels_path)
+    n_lab = max(1, round(cfg.batch_size * (1 - cfg.unsup_fraction)))
+    return MixedLoader(data.Loader(*splits.train, n_lab, True, augment, cfg.seed, device, **shard),
+                       data.Loader(splits.pool[0], pseudo, cfg.batch_size - n_lab, True, augment,
+                                   cfg.seed + 1, device, drop_last=len(pseudo) >= cfg.batch_size - n_lab, **shard),
+                       cfg.unsup_fraction)

@@ -6,6 +6,10 @@ does), test natural and robust accuracy, losses, learning rate and time. Metrics
 CSV) and checkpoints (``last.pt``, ``best.pt``) are written atomically every epoch, and
 running the same command with the same ``out`` resumes an interrupted run: each epoch's
 randomness is seeded by ``(seed, epoch)``, so a resumed run equals an uninterrupted one.
+
+Options of the same loop: AWP's direction (adversarial or random) and scope (per layer or
+global), :mod:`awp_lib.awp`; weight averaging (EMA or SWA), :mod:`awp_lib.averaging`: when on,
+the evaluation, ``best`` and the checkpoints' ``model`` are the averaged weights.
 """
 from __future__ import annotations
 
@@ -13,20 +17,22 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from . import attacks, data, methods, models
+from .averaging import WeightAverage
 from .awp import AWP
 from .config import Config, config_diff, keys, make_config
+from .config import parse_value as _parse_value
 # moved out of this module; still reachable as train.<name> (the chapters and other modules use them)
 from .distributed import _from_rank0, _mean_over_processes, _sum_over_processes, distributed  # noqa: F401
 from .io import atomic_write, load_torch, metrics_csv, save_text, save_torch  # noqa: F401
+from .progress import _bar, _fmt, _log, _report  # noqa: F401
 from .regularizers import cutout, mixup, weight_penalty  # noqa: F401
-from .rst import MixedLoader, pseudo_label  # noqa: F401
+from .rst import MixedLoader, pseudo_label, rst_loader  # noqa: F401
 
 
 class TrainingDiverged(RuntimeError):
@@ -149,7 +155,9 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
     method = methods.get(cfg.method)
-    awp = AWP(model, cfg.awp_gamma, cfg.awp_steps, cfg.awp_alternations, cfg.awp_step) if cfg.awp_gamma > 0 else None
+    awp = AWP(model, cfg.awp_gamma, cfg.awp_steps, cfg.awp_alternations, cfg.awp_step, cfg.awp_direction,
+              cfg.awp_scope) if cfg.awp_gamma > 0 else None
+    avg = WeightAverage(model, cfg.weight_average, cfg.ema_decay, cfg.swa_start, cfg.epochs)
     # `net` runs the attacks and AWP's ascent; `ddp` (data parallel) the loss whose gradient updates w
     net = torch.compile(model) if cfg.compile else model
     ddp = None
@@ -159,25 +167,13 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
         ddp = torch.compile(ddp) if cfg.compile else ddp
         if awp is not None:
             awp.grad_reduce = lambda grads: _mean_over_processes(grads, world)
+        avg.buffer_reduce = lambda buffers: _mean_over_processes(buffers, world)
 
     augment = cfg.augment or data.AUGMENT[cfg.dataset]
     shard = dict(shard=(rank, world), channels_last=cfg.channels_last)
     train_loader = data.Loader(*splits.train, cfg.batch_size, True, augment, cfg.seed, device, **shard)
     if cfg.method == "rst":
-        labels_path = out / "pseudo_labels.pt" if out else None
-        if labels_path is not None and labels_path.exists():
-            pseudo = load_torch(labels_path)
-        else:
-            pseudo = _from_rank0(pseudo_label(cfg, splits, device) if writer
-                                 else torch.zeros(len(splits.pool[1]), dtype=torch.long), device)
-            if labels_path is not None and writer:
-                save_torch(pseudo, labels_path)
-        n_lab = max(1, round(cfg.batch_size * (1 - cfg.unsup_fraction)))
-        train_loader = MixedLoader(data.Loader(*splits.train, n_lab, True, augment, cfg.seed, device, **shard),
-                                   data.Loader(splits.pool[0], pseudo, cfg.batch_size - n_lab, True, augment,
-                                               cfg.seed + 1, device, drop_last=len(pseudo) >= cfg.batch_size - n_lab,
-                                               **shard),
-                                   cfg.unsup_fraction)
+        train_loader = rst_loader(cfg, splits, out, device, augment, shard, writer)
     n_eval = min(cfg.eval_train_size, len(splits.train[1]))
     train_eval = data.Loader(splits.train[0][:n_eval], splits.train[1][:n_eval], 512, device=device, **shard)
     val_loader = data.Loader(*splits.val, 512, device=device, **shard)
@@ -186,7 +182,8 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
 
     if ck is not None:  # resume
-        model.load_state_dict(ck["model"])
+        model.load_state_dict(ck.get("trained", ck["model"]))  # with averaging, "model" is the average
+        avg.load(ck["model"], ck.get("average_n", 0))
         opt.load_state_dict(ck["optimizer"])
         rows, start, best = json.loads(ck["metrics"]), ck["epoch"], json.loads(ck["best"])
 
@@ -196,6 +193,8 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
         torch.manual_seed(cfg.seed * 1_000_003 + epoch + 7919 * rank)
         train_loader.set_epoch(epoch)
         use_awp = awp is not None and epoch >= cfg.awp_warmup
+        if awp is not None:  # a random direction from (seed, epoch): the same in every process, and resumed
+            awp.generator = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + epoch + 104_723)
         model.train()
         tot_loss = tot_n = 0.0
         for i, (x, y) in enumerate(train_loader):
@@ -205,6 +204,7 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
             try:
                 with amp:
                     loss = train_step(net, opt, method, cfg, x, y, awp if use_awp else None, splits.num_classes, ddp)
+                avg.after_step(model)
             except TrainingDiverged as e:
                 raise TrainingDiverged(
                     f"{e} at epoch {epoch + 1}, batch {i + 1} (lr={lr:g}); "
@@ -214,32 +214,39 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
             tot_loss += loss.item() * len(y)
             tot_n += len(y)
         tot_loss, tot_n = _sum_over_processes([tot_loss, tot_n], device)
+        with amp:
+            avg.after_epoch(model, epoch, train_loader)   # SWA (BN statistics recomputed)
+        ev = avg.evaluated(model)   # the weights evaluated and checkpointed
         t_train = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": tot_loss / tot_n, "awp": use_awp}
+        if cfg.weight_average != "none":
+            row["averaged"] = avg.n
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             with amp:
-                row["train_natural"], row["train_robust"] = robust_accuracy(model, train_eval, cfg, cfg.eval_attack_steps)
-                row["val_natural"], row["val_robust"] = robust_accuracy(model, val_loader, cfg, cfg.eval_attack_steps)
-                row["test_natural"], row["test_robust"] = robust_accuracy(model, test_loader, cfg, cfg.eval_attack_steps)
+                row["train_natural"], row["train_robust"] = robust_accuracy(ev, train_eval, cfg, cfg.eval_attack_steps)
+                row["val_natural"], row["val_robust"] = robust_accuracy(ev, val_loader, cfg, cfg.eval_attack_steps)
+                row["test_natural"], row["test_robust"] = robust_accuracy(ev, test_loader, cfg, cfg.eval_attack_steps)
             row["gap"] = row["train_robust"] - row["test_robust"]
         row["time_train"], row["time_total"] = t_train, time.perf_counter() - t0
         rows.append(row)
         if "val_robust" in row and row["val_robust"] > best["val_robust"]:
             best = {"val_robust": row["val_robust"], "epoch": epoch + 1}
             if out is not None and writer:
-                save_torch({"model": model.state_dict(), "epoch": epoch + 1}, out / "checkpoints" / "best.pt")
+                save_torch({"model": ev.state_dict(), "epoch": epoch + 1}, out / "checkpoints" / "best.pt")
         if out is not None and writer:
             if _keep_epoch(cfg, epoch + 1):
-                save_torch({"model": model.state_dict(), "epoch": epoch + 1}, out / "checkpoints" / f"epoch{epoch + 1}.pt")
+                save_torch({"model": ev.state_dict(), "epoch": epoch + 1}, out / "checkpoints" / f"epoch{epoch + 1}.pt")
             save_text(json.dumps(rows, indent=1), out / "metrics.json")
             save_text(metrics_csv(rows), out / "metrics.csv")
-            save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                        "metrics": json.dumps(rows), "best": json.dumps(best)}, out / "checkpoints" / "last.pt")
+            averaged = {"trained": model.state_dict(), "average_n": avg.n} if avg.model is not None else {}
+            save_torch({"model": ev.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                        "metrics": json.dumps(rows), "best": json.dumps(best), **averaged},
+                       out / "checkpoints" / "last.pt")
         _report(bar, progress, row, cfg)
     if bar is not None:
         bar.close()
     if not final_done(cfg, rows):
-        rows = final_evaluation(cfg, model, rows, best, out, splits, device, amp, shard, writer)
+        rows = final_evaluation(cfg, avg.evaluated(model), rows, best, out, splits, device, amp, shard, writer)
         if out is not None and writer:
             ck = load_torch(out / "checkpoints" / "last.pt")
             save_torch({**ck, "metrics": json.dumps(rows)}, out / "checkpoints" / "last.pt")
@@ -287,63 +294,11 @@ def _keep_epoch(cfg: Config, epoch: int) -> bool:
     return epoch % max(1, cfg.epochs // 10) == 0
 
 
-def _interactive(progress: str) -> bool:
-    return progress == "bar" or (progress == "auto" and sys.stderr.isatty())
-
-
-def _bar(progress, total, start):
-    if not _interactive(progress):
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, initial=start, unit="epoch")
-
-
-def _fmt(row):
-    keys_ = ("train_robust", "val_robust", "test_natural", "test_robust")
-    return " ".join(f"{k}={row[k]:.3f}" for k in keys_ if k in row) + f" loss={row['train_loss']:.3f} lr={row['lr']:.4g}"
-
-
-def _report(bar, progress, row, cfg):
-    if bar is not None:
-        bar.set_postfix_str(_fmt(row))
-        bar.update(1)
-    else:
-        _log(progress, f"epoch {row['epoch']}/{cfg.epochs} {_fmt(row)} ({row['time_total']:.1f}s)")
-
-
-def _log(progress, msg):
-    if progress != "none":
-        print(msg, flush=True)
-
-
 # ----------------------------------------------------------------------------- CLI
 def default_out(cfg: Config) -> Path:
-    awp = f"-awp{cfg.awp_gamma:g}" if cfg.awp_gamma > 0 else ""
     reg = f"-{cfg.regularizer}" if cfg.regularizer != "none" else ""
-    return Path("runs") / cfg.profile / f"{cfg.dataset}-{cfg.norm}-{cfg.method}{awp}{reg}-s{cfg.seed}"
-
-
-def _parse_value(text: str):
-    """CLI and papermill strings → Python values: ints, floats, fractions like 8/255, None, booleans."""
-    low = text.strip().lower()
-    if low in ("none", "null"):
-        return None
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    if "/" in text:
-        a, b = text.split("/", 1)
-        try:
-            return float(a) / float(b)
-        except ValueError:
-            pass
-    try:
-        return float(text)
-    except ValueError:
-        return text
+    name = f"{cfg.dataset}-{cfg.norm}-{cfg.method}{cfg.awp_tag}{reg}{cfg.average_tag}-s{cfg.seed}"
+    return Path("runs") / cfg.profile / name
 
 
 def register_cli(sub) -> None:

@@ -49,6 +49,17 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert rel < 0.05, rel
 
 
+def test_two_gloo_processes_random_direction_and_ema_match_one_process(tmp_path):
+    # the random direction is drawn from (seed, epoch) alone: every process perturbs alike
+    extra = ["--method", "standard", "--awp-gamma", "0.01", "--awp-direction", "random", "--awp-scope", "global",
+             "--weight-average", "ema"]
+    rows1, w1 = _train(tmp_path / "one", extra)
+    rows2, w2 = _train(tmp_path / "two", extra, nproc=2)
+    for k in w1:
+        assert torch.allclose(w1[k], w2[k], rtol=1e-4, atol=1e-5), (k, (w1[k] - w2[k]).abs().max())
+    assert abs(rows1[-1]["train_loss"] - rows2[-1]["train_loss"]) < 1e-4
+
+
 def test_loader_shards_interleave_to_the_whole_batch():
     x = torch.arange(10 * 4, dtype=torch.uint8).view(10, 1, 2, 2)
     y = torch.arange(10)

@@ -27,13 +27,20 @@ def strip(rows):
 
 
 def same_weights(a, b):
-    sa, sb = T.load_torch(a)["model"], T.load_torch(b)["model"]
-    return all(torch.equal(sa[k], sb[k]) for k in sa)
+    """The same model (and, with weight averaging, the same trained weights and update count)."""
+    ca, cb = T.load_torch(a), T.load_torch(b)
+    assert ca.keys() == cb.keys() and ca.get("average_n") == cb.get("average_n")
+    return all(torch.equal(ca[m][k], cb[m][k]) for m in ("model", "trained") if m in ca for k in ca[m])
 
 
-@pytest.mark.parametrize("method,gamma", [("at", 0.0), ("trades", 5e-3)])
-def test_resume_equals_uninterrupted(tmp_path, tiny, monkeypatch, method, gamma):
-    cfg = cfg_(method=method, awp_gamma=gamma)
+@pytest.mark.parametrize("kw", [
+    dict(method="at"), dict(method="trades", awp_gamma=5e-3),
+    # the controls of issue 13
+    dict(awp_gamma=1e-2, awp_direction="random"), dict(awp_gamma=1e-2, awp_scope="global"),
+    dict(weight_average="ema"), dict(weight_average="swa", swa_start=0.34),  # SWA averages epochs 2 and 3
+], ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
+def test_resume_equals_uninterrupted(tmp_path, tiny, monkeypatch, kw):
+    cfg = cfg_(**kw)
     full = T.train(cfg, tmp_path / "full", tiny, progress="none")
     original = T._report
 
