@@ -226,12 +226,14 @@ def monitor_agreement(profile: str, name: str, steps: int = 20) -> dict:
         strong[e] = robust_accuracy(model, loader, cfg, steps)[1]
     weak = {e: rows[e]["val_robust"] for e in epochs}
 
-    def ranks(v):
-        order = sorted(v, key=v.get)
-        return {e: i for i, e in enumerate(order)}
+    def ranks(v):  # average ranks: tied accuracies share their rank
+        return {e: sum(x < v[e] for x in v.values()) + (sum(x == v[e] for x in v.values()) - 1) / 2 for e in v}
     rw, rs = ranks(weak), ranks(strong)
     n = len(epochs)
-    spearman = 1 - 6 * sum((rw[e] - rs[e]) ** 2 for e in epochs) / (n * (n * n - 1))
+    mw, ms = sum(rw.values()) / n, sum(rs.values()) / n   # Spearman: Pearson of the ranks
+    cov = sum((rw[e] - mw) * (rs[e] - ms) for e in epochs)
+    var = (sum((rw[e] - mw) ** 2 for e in epochs) * sum((rs[e] - ms) ** 2 for e in epochs)) ** 0.5
+    spearman = cov / var if var > 0 else float("nan")
     pick_w, pick_s = max(weak, key=weak.get), max(strong, key=strong.get)
     return {"epochs": epochs, "monitor": weak, "strong": strong, "monitor_attack": f"PGD-{cfg.eval_attack_steps}",
             "strong_attack": f"PGD-{steps}", "monitor_pick": pick_w, "strong_pick": pick_s,
