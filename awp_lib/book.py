@@ -75,10 +75,7 @@ def best_last(rows: list[dict]) -> dict:
     The best epoch is chosen by the per-epoch monitor's validation robust accuracy; the numbers
     are the final full-strength evaluation's (``final_*``: PGD-``final_attack_steps`` on the whole
     test split) when the run made one, else the monitor's: :func:`attacks_of` says which."""
-    ev = [r for r in rows if "val_robust" in r]
-    best = max(ev, key=lambda r: r["val_robust"])
-    last = ev[-1]
-    final = "final_test_robust" in best and "final_test_robust" in last
+    ev, best, last, final = _selected(rows)
     get = (lambda r, k: r[f"final_{k}"]) if final else (lambda r, k: r[k])
     out = {"best_epoch": best["epoch"], "best_test_robust": get(best, "test_robust"),
            "best_test_natural": get(best, "test_natural"), "last_test_robust": get(last, "test_robust"),
@@ -92,12 +89,16 @@ def best_last(rows: list[dict]) -> dict:
 def attacks_of(rows: list[dict], cfg=None) -> dict:
     """Which attack produced a run's numbers: ``monitor`` (the per-epoch curves and the choice of
     the best epoch) and ``headline`` (:func:`best_last`), e.g. ``PGD-5`` and ``PGD-20``."""
+    _, _, last, final = _selected(rows)
+    monitor = f"PGD-{cfg.eval_attack_steps}" if cfg is not None else "the per-epoch monitor"
+    return {"monitor": monitor, "headline": last["final_attack"] if final else monitor}
+
+
+def _selected(rows: list[dict]):
+    """(evaluated rows, best-by-validation row, last row, whether both have final numbers)."""
     ev = [r for r in rows if "val_robust" in r]
-    steps = cfg.eval_attack_steps if cfg is not None else None
-    monitor = f"PGD-{steps}" if steps else "the per-epoch monitor"
-    best = max(ev, key=lambda r: r["val_robust"])
-    final = "final_test_robust" in best and "final_test_robust" in ev[-1]
-    return {"monitor": monitor, "headline": ev[-1]["final_attack"] if final else monitor}
+    best, last = max(ev, key=lambda r: r["val_robust"]), ev[-1]
+    return ev, best, last, "final_test_robust" in best and "final_test_robust" in last
 
 
 def save_results(profile: str, chapter: str, results: dict) -> Path:
@@ -205,7 +206,7 @@ def monitor_agreement(profile: str, name: str, steps: int = 20) -> dict:
 
     from . import data
     from .config import Config
-    from .io import load_torch
+    from .landscape import load_run_model
     from .train import resolve_device, robust_accuracy
     d = run_dir(profile, name)
     cfg = Config(**json.loads((d / "config.json").read_text()))
@@ -217,11 +218,9 @@ def monitor_agreement(profile: str, name: str, steps: int = 20) -> dict:
     device = resolve_device(cfg.device)
     splits = data.get_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, cfg.seed)
     loader = data.Loader(*splits.val, 512, device=device)
-    from .models import build_model
-    model = build_model(cfg.model, cfg.dataset, cfg.width).to(device)
     strong = {}
     for e in epochs:
-        model.load_state_dict(load_torch(d / "checkpoints" / f"epoch{e}.pt")["model"])
+        model = load_run_model(d / "checkpoints" / f"epoch{e}.pt")[0].to(device)
         torch.manual_seed(cfg.seed)
         strong[e] = robust_accuracy(model, loader, cfg, steps)[1]
     weak = {e: rows[e]["val_robust"] for e in epochs}

@@ -40,10 +40,6 @@ CH5 = {  # `extra`: overrides of all six runs; `method_extra`: per method (paper
 RUN_PAGE_CONFIG = {"method": "at", "awp_gamma": 5e-3}  # book/run.ipynb's default `config`
 
 
-def _names(runs: list[tuple[str, dict]]) -> dict[str, dict]:
-    return dict(runs)
-
-
 # ----------------------------------------------------------------------------- chapter 1
 def ch1_runs(profile: str, seed: int = 0, epochs: int = 0) -> dict[str, dict]:
     """The standard and the adversarially trained model of chapter 1."""
@@ -121,7 +117,7 @@ def ch4_runs(profile: str, **params) -> dict[str, dict]:
     for norm in p["norms"]:
         runs += [ch4_reg(profile, norm)] + [ch4_reg(profile, norm, regularizer=r) for r in p["regularizers"]]
         runs += [ch4_reg(profile, norm, awp_gamma=p["gamma"])]
-    return _names(runs)
+    return dict(runs)
 
 
 # ----------------------------------------------------------------------------- chapter 5
@@ -150,7 +146,7 @@ def ch5_runs(profile: str, seed: int = 0, methods: str = "", gamma: float = 0.0)
     for m in ms:
         check_choice("method of this chapter", m, CH5_METHODS)
     g = float(gamma or s["gamma"])
-    return _names([ch5_run(profile, m, x, seed) for m in ms for x in (0, g)])
+    return dict([ch5_run(profile, m, x, seed) for m in ms for x in (0, g)])
 
 
 # ----------------------------------------------------------------------------- the whole book
@@ -166,8 +162,8 @@ def book_runs(profile: str) -> dict[str, dict]:
 
     A name asked for twice must mean the same config (chapters share runs, e.g. AT seed 0)."""
     out: dict[str, dict] = {}
-    parts = [ch1_runs(profile), ch2_runs(profile), _names([ch3_run(profile)]), ch4_runs(profile),
-             ch5_runs(profile), _names([run_page_run(profile)])]
+    parts = [ch1_runs(profile), ch2_runs(profile), dict([ch3_run(profile)]), ch4_runs(profile),
+             ch5_runs(profile), dict([run_page_run(profile)])]
     for part in parts:
         for name, kw in part.items():
             if name in out and make_config(profile, **out[name]).to_dict() != make_config(profile, **kw).to_dict():

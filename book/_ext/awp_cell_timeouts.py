@@ -17,8 +17,9 @@ from pathlib import Path
 
 import nbclient.client as nbc
 
-_TIMES: dict[str, list] = {}
-_LIMITS: dict[str, int] = {}
+_TIMES: dict[str, list] = {}     # page -> measured cells
+_LIMITS: dict[str, int] = {}     # default / long, for the profile being built
+_CURRENT: dict[str, str] = {}    # the page whose notebook executes now
 
 
 def _limit(cell) -> int:
@@ -49,11 +50,10 @@ def _install() -> None:
             return await plain_execute(self, cell, cell_index, *args, **kwargs)
         finally:
             if cell.get("cell_type") == "code":
-                path = self.resources.get("metadata", {}).get("path", "")
                 first = (cell.source.strip().splitlines() or [""])[0][:60]
                 _TIMES.setdefault(_CURRENT.get("doc", "?"), []).append(
-                    {"cell": cell_index, "seconds": round(time.perf_counter() - t0, 2), "limit": _limit(cell)
-                     if _LIMITS else self.timeout, "first_line": first, "cwd": path})
+                    {"cell": cell_index, "seconds": round(time.perf_counter() - t0, 2),
+                     "limit": _get_timeout(self, cell), "first_line": first})
 
     client._get_timeout = _get_timeout
     client._async_handle_timeout = _async_handle_timeout
@@ -65,8 +65,6 @@ def _name_notebook(app, docname, source):
     """Remember which page a notebook client executes (for the timings file)."""
     _CURRENT["doc"] = docname
 
-
-_CURRENT: dict[str, str] = {}
 
 
 def _config_inited(app, config):
