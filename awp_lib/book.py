@@ -83,7 +83,40 @@ def best_last(rows: list[dict]) -> dict:
            "max_test_robust": max(r["test_robust"] for r in ev)}
     out["last_gap"] = out["last_train_robust"] - out["last_test_robust"]
     out["drop"] = out["best_test_robust"] - out["last_test_robust"]
+    # the monitor's validation numbers: what a miniature or a schedule may be chosen on
+    out["best_val_robust"], out["last_val_robust"] = best["val_robust"], last["val_robust"]
+    out["val_drop"] = best["val_robust"] - last["val_robust"]
+    if "test_robust_loss" in last:  # the monitor's robust test loss (Stutz et al.'s criterion)
+        out["best_test_robust_loss"], out["last_test_robust_loss"] = best["test_robust_loss"], last["test_robust_loss"]
+        out["min_test_robust_loss"] = min(r["test_robust_loss"] for r in ev)
     return out
+
+
+def summarize(runs: list[list[dict]]) -> dict:
+    """:func:`best_last` of several seeds of one experiment: the means of its keys, with ``std``
+    and ``se`` (standard error, std/sqrt(n)) per key and the ``per_seed`` values."""
+    per_seed = [best_last(rows) for rows in runs]
+    keys = [k for k in per_seed[0] if all(k in p for p in per_seed)]
+    stats = {k: mean_std([p[k] for p in per_seed]) for k in keys}
+    n = len(per_seed)
+    return {**{k: m for k, (m, _) in stats.items()}, "std": {k: sd for k, (_, sd) in stats.items()},
+            "se": {k: sd / n ** 0.5 for k, (_, sd) in stats.items()}, "n": n, "per_seed": per_seed}
+
+
+def decay_epochs(rows: list[dict]) -> list[int]:
+    """Epochs after which the learning rate dropped by 5x or more (the piecewise decays)."""
+    return [a["epoch"] for a, b in zip(rows, rows[1:]) if b["lr"] < 0.2 * a["lr"]]
+
+
+def gap_at(rows: list[dict], epoch: int) -> float:
+    """The robust generalization gap at the last evaluated epoch <= ``epoch``."""
+    ev = [r for r in rows if "gap" in r and r["epoch"] <= epoch]
+    return ev[-1]["gap"] if ev else float("nan")
+
+
+# One colour per method across the book (the learning-curve keys keep theirs: plot_curves).
+COLORS = {"AT": "C0", "AT-AWP": "C3", "AT-RWP": "C1", "AT-RWP x10": "C5", "AT-AWP global": "C4",
+          "AT+EMA": "C2", "AT+SWA": "C8", "AT+L2": "C6", "AT+MIXUP": "C9", "AT+L1": "C7", "AT+CUTOUT": "C8"}
 
 
 def attacks_of(rows: list[dict], cfg=None) -> dict:
@@ -166,9 +199,10 @@ def late_stage_start(rows: list[dict], threshold: float = 0.10):
     return next((r["epoch"] for r in rows if "gap" in r and r["gap"] > threshold), None)
 
 
-def plot_curves(rows: list[dict], ax=None, title: str = "", legend: bool = True):
+def plot_curves(rows: list[dict], ax=None, title: str = "", legend: bool = True, loss_ax=None):
     """Learning curves: train robust (at w), validation robust, test robust and natural accuracy,
-    the learning-rate decays, the validation-selected epoch and the late stage (gap > 10%)."""
+    the learning-rate decays, the validation-selected epoch and the late stage (gap > 10%); with
+    ``loss_ax``, the robust train and test *loss* per evaluated epoch there."""
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(6, 3.6))[1]
     ev = [r for r in rows if "val_robust" in r]
@@ -181,18 +215,24 @@ def plot_curves(rows: list[dict], ax=None, title: str = "", legend: bool = True)
         ax.plot([r["epoch"] for r in finals], [100 * r["final_test_robust"] for r in finals], "C0*", ms=9,
                 label=f"test robust, {finals[0]['final_attack']} (all test images)")
     late = late_stage_start(ev)
-    if late is not None:
-        ax.axvspan(late, ep[-1], color="C3", alpha=0.07, lw=0)
     best = best_last(rows)["best_epoch"]
-    ax.axvline(best, color="C2", ls=":", lw=1)
-    for a, b in zip(rows, rows[1:]):  # piecewise decays
-        if b["lr"] < 0.2 * a["lr"]:
-            ax.axvline(a["epoch"], color="k", lw=0.5, alpha=0.4)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy (%)" + (" (lines: per-epoch monitor)" if finals else ""))
-    ax.set_title(title)
+    for a in (ax, loss_ax) if loss_ax is not None else (ax,):
+        if late is not None:
+            a.axvspan(late, ep[-1], color="C3", alpha=0.07, lw=0)
+        a.axvline(best, color="C2", ls=":", lw=1)
+        for e in decay_epochs(rows):
+            a.axvline(e, color="k", lw=0.5, alpha=0.4)
+        a.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)" + (" (lines: monitor)" if finals else ""))
+    ax.set_title(title, fontsize=9)
     if legend:
         ax.legend(fontsize=7, loc="lower right")
+    if loss_ax is not None and "test_robust_loss" in ev[-1]:
+        for key, label, style in (("train_robust_loss", "train", "C3-"), ("test_robust_loss", "test", "C0-")):
+            loss_ax.plot(ep, [r[key] for r in ev], style, label=f"robust loss, {label}")
+        loss_ax.set_ylabel("robust cross-entropy")
+        if legend:
+            loss_ax.legend(fontsize=7)
     return ax
 
 

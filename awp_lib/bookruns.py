@@ -22,14 +22,26 @@ CH1 = {  # epochs of both models; `monitor`: the loop's cheap per-epoch check (t
     "cpu": dict(epochs=10, monitor=dict(val_size=100, eval_train_size=100, test_size=100, eval_attack_steps=3)),
     "paper": dict(epochs=200, monitor=dict(eval_train_size=1000, test_size=1000, eval_attack_steps=10)),
 }
-CH2_SCHEDULES = "piecewise,cosine,cyclic"
-CH4 = {
-    "smoke": dict(seeds=1, gamma=1e-2, gammas=[0, 1e-2], regularizers=["l2"], norms=["linf"]),
-    "cpu": dict(seeds=5, gamma=1e-2, gammas=[0, 2.5e-3, 5e-3, 1e-2, 2e-2],
-                regularizers=["l1", "l2", "cutout", "mixup"], norms=["linf", "l2"]),
-    "paper": dict(seeds=5, gamma=5e-3, gammas=[0, 1e-3, 2.5e-3, 5e-3, 1e-2, 2e-2],
-                  regularizers=["l1", "l2", "cutout", "mixup"], norms=["linf", "l2"]),
+# Chapter 2's learning-rate schedules (Appendix C.1); cpu leaves out cyclic for the build's time.
+CH2_SCHEDULES = {"smoke": "piecewise,cosine,cyclic", "cpu": "piecewise,cosine", "paper": "piecewise,cosine,cyclic"}
+# Chapter 2's "When does robust overfitting happen?": AT at seed 0 with one knob changed each
+# (capacity, training-set size, random label noise); `None`: the section is skipped.
+CH2_WHEN = {
+    "smoke": {"mlp": dict(model="mlp"), "n64": dict(train_size=64), "noise0.2": dict(label_noise=0.2)},
+    "cpu": {"mlp": dict(model="mlp"), "n500": dict(train_size=500), "noise0.2": dict(label_noise=0.2)},
+    "paper": None,
 }
+# Chapter 4. gamma is fixed from the paper (Appendix F: 5e-3) before any AWP run; `controls`:
+# issue 13's runs beside AT and AT-AWP (random direction at gamma and 10 gamma, one global budget,
+# EMA of the weights), for `control_seeds` seeds.
+CH4 = {
+    "smoke": dict(seeds=1, gamma=1e-2, gammas=[0, 1e-2], regularizers=["l2"], norms=["linf"], control_seeds=1),
+    "cpu": dict(seeds=5, gamma=5e-3, gammas=[0, 5e-3, 2e-2], regularizers=["l2", "mixup"],
+                norms=["linf"], control_seeds=1),
+    "paper": dict(seeds=5, gamma=5e-3, gammas=[0, 1e-3, 2.5e-3, 5e-3, 1e-2, 2e-2],
+                  regularizers=["l1", "l2", "cutout", "mixup"], norms=["linf", "l2"], control_seeds=3),
+}
+CONTROLS = ("at", "awp", "rwp", "rwp10", "awp-global", "ema")
 CH5_METHODS = ("trades", "mart", "rst")
 CH5 = {  # `extra`: overrides of all six runs; `method_extra`: per method (paper: the tables' WRN-34-10)
     "smoke": dict(extra={}, method_extra={}, gamma=1e-2, methods=list(CH5_METHODS)),
@@ -49,13 +61,25 @@ def ch1_runs(profile: str, seed: int = 0, epochs: int = 0) -> dict[str, dict]:
 
 
 # ----------------------------------------------------------------------------- chapter 2
-def ch2_runs(profile: str, seed: int = 0, schedules: str = CH2_SCHEDULES, epochs: int = 0) -> dict[str, dict]:
-    """AT under each learning-rate schedule (Appendix C.1), keyed by run name."""
+def ch2_runs(profile: str, seed: int = 0, schedules: str = "", epochs: int = 0) -> dict[str, dict]:
+    """AT under each learning-rate schedule (Appendix C.1; empty: the profile's), keyed by run name."""
     out = {}
-    for s in [x.strip() for x in schedules.split(",") if x.strip()]:
+    for s in [x.strip() for x in (schedules or CH2_SCHEDULES[profile]).split(",") if x.strip()]:
         check_choice("schedule", s, ("piecewise", "cosine", "cyclic", "constant"))
         out[f"at-{s}-s{seed}"] = dict(method="at", seed=seed, schedule=s, **({"epochs": epochs} if epochs else {}))
     return out
+
+
+def ch2_when_runs(profile: str, seed: int = 0) -> dict[str, dict]:
+    """The runs of "When does robust overfitting happen?": ``{label: (run name, overrides)}``."""
+    return {label: (f"ch2-{label}-s{seed}", dict(method="at", seed=seed, **kw))
+            for label, kw in (CH2_WHEN[profile] or {}).items()}
+
+
+def ch2_all(profile: str) -> dict[str, dict]:
+    seeds = range(CH4[profile]["seeds"])  # chapter 2 reads the AT seeds that chapter 4 trains
+    runs = {**ch2_runs(profile), **dict(ch4_at_awp(0, s) for s in seeds)}
+    return {**runs, **dict(ch2_when_runs(profile).values())}
 
 
 # ----------------------------------------------------------------------------- chapter 3
@@ -110,6 +134,20 @@ def ch4_reg(profile: str, norm: str, **extra) -> tuple[str, dict]:
     return run_name(make_config(profile, **kw)), kw
 
 
+def ch4_control(profile: str, label: str, s: int, gamma: float = 0.0) -> tuple[str, dict]:
+    """One run of the controls table: ``at``, ``awp`` (gamma), ``rwp`` (a random direction, gamma),
+    ``rwp10`` (random, 10 gamma), ``awp-global`` (one budget over all layers) or ``ema``."""
+    from .reproduce import run_name
+    check_choice("control", label, CONTROLS)
+    g = float(gamma or CH4[profile]["gamma"])
+    if label in ("at", "awp"):
+        return ch4_at_awp(g if label == "awp" else 0, s)
+    kw = {"rwp": dict(awp_gamma=g, awp_direction="random"), "rwp10": dict(awp_gamma=10 * g, awp_direction="random"),
+          "awp-global": dict(awp_gamma=g, awp_scope="global"), "ema": dict(weight_average="ema")}[label]
+    kw = dict(method="at", seed=s, **kw)
+    return run_name(make_config(profile, **kw)), kw
+
+
 def ch4_runs(profile: str, **params) -> dict[str, dict]:
     p = ch4_params(profile, **params)
     runs = [ch4_at_awp(g, s) for g in (0, p["gamma"]) for s in p["seeds"]]
@@ -117,6 +155,7 @@ def ch4_runs(profile: str, **params) -> dict[str, dict]:
     for norm in p["norms"]:
         runs += [ch4_reg(profile, norm)] + [ch4_reg(profile, norm, regularizer=r) for r in p["regularizers"]]
         runs += [ch4_reg(profile, norm, awp_gamma=p["gamma"])]
+    runs += [ch4_control(profile, c, s, p["gamma"]) for c in CONTROLS for s in range(CH4[profile]["control_seeds"])]
     return dict(runs)
 
 
@@ -162,7 +201,7 @@ def book_runs(profile: str) -> dict[str, dict]:
 
     A name asked for twice must mean the same config (chapters share runs, e.g. AT seed 0)."""
     out: dict[str, dict] = {}
-    parts = [ch1_runs(profile), ch2_runs(profile), dict([ch3_run(profile)]), ch4_runs(profile),
+    parts = [ch1_runs(profile), ch2_all(profile), dict([ch3_run(profile)]), ch4_runs(profile),
              ch5_runs(profile), dict([run_page_run(profile)])]
     for part in parts:
         for name, kw in part.items():

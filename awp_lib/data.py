@@ -14,7 +14,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -185,6 +185,20 @@ def get_splits(name: str, train_size: int | None = None, val_size: int | None = 
     iv, itr, ipool = perm[:val_size], perm[val_size:val_size + train_size], perm[val_size + train_size:]
     ite = torch.randperm(len(yte), generator=g)[:test_size] if test_size else torch.arange(len(yte))
     return Splits(name, (xtr[itr], ytr[itr]), (xtr[iv], ytr[iv]), (xte[ite], yte[ite]), (xtr[ipool], ytr[ipool]))
+
+
+def flip_labels(splits: Splits, fraction: float, seed: int = 0) -> Splits:
+    """``splits`` with ``fraction`` of the *training* labels replaced by another class drawn
+    uniformly (seeded); validation, test and pool keep their true labels."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"label_noise={fraction!r} is invalid: a fraction of training labels in [0, 1)")
+    x, y = splits.train
+    g = torch.Generator().manual_seed(seed + 15_485_863)
+    k = round(fraction * len(y))
+    idx = torch.randperm(len(y), generator=g)[:k]
+    y = y.clone()
+    y[idx] = (y[idx] + torch.randint(1, splits.num_classes, (k,), generator=g)) % splits.num_classes
+    return replace(splits, train=(x, y))
 
 
 def augment_batch(x: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:

@@ -51,6 +51,8 @@ def method_label(cfg: dict) -> str:
         name += "-global" if cfg.get("awp_scope", "layer") == "global" else ""
     if cfg.get("weight_average", "none") != "none":
         name += "+" + cfg["weight_average"].upper()
+    if cfg.get("label_noise", 0) > 0:
+        name += f" ({cfg['label_noise']:.0%} noisy labels)"
     if cfg.get("schedule", "piecewise") != "piecewise":
         name += f" ({cfg['schedule']})"
     return name
@@ -65,12 +67,17 @@ def run_summary(folder: Path) -> dict | None:
     ev = [r for r in rows if "val_robust" in r]
     if not ev or rows[-1]["epoch"] < cfg["epochs"]:
         return None  # unfinished
-    best = max(ev, key=lambda r: r["val_robust"])
+    best, last = max(ev, key=lambda r: r["val_robust"]), ev[-1]
+    # the full-strength final evaluation when the run made one (train.final_evaluation), else the monitor's
+    final = "final_test_robust" in best and "final_test_robust" in last
+    pre = "final_" if final else ""
     return {"dataset": cfg["dataset"], "norm": cfg["norm"], "method": method_label(cfg), "seed": cfg["seed"],
             "gamma": cfg.get("awp_gamma", 0), "model": cfg["model"], "epochs": cfg["epochs"], "eps": cfg["eps"],
-            "robust_best": 100 * best["test_robust"], "robust_last": 100 * ev[-1]["test_robust"],
-            "natural_best": 100 * best["test_natural"], "natural_last": 100 * ev[-1]["test_natural"],
-            "best_epoch": best["epoch"], "gap_last": 100 * ev[-1]["gap"], "run": folder.name,
+            "robust_best": 100 * best[pre + "test_robust"], "robust_last": 100 * last[pre + "test_robust"],
+            "natural_best": 100 * best[pre + "test_natural"], "natural_last": 100 * last[pre + "test_natural"],
+            "best_epoch": best["epoch"], "run": folder.name,
+            "gap_last": 100 * (last[pre + "train_robust"] - last[pre + "test_robust"]),
+            "attack": last.get("final_attack", f"PGD-{cfg.get('eval_attack_steps', '?')}"),
             "experiment": json.dumps({k: v for k, v in sorted(cfg.items()) if k not in NOT_GROUPED})}
 
 

@@ -91,17 +91,26 @@ def train_step(model, opt, method: methods.Method, cfg: Config, x, y, awp: AWP |
 # ----------------------------------------------------------------------------- evaluation per epoch
 def robust_accuracy(model, loader, cfg: Config, steps: int) -> tuple[float, float]:
     """(natural, PGD-``steps``) accuracy at the current weights, BN in eval mode."""
+    r = evaluate_split(model, loader, cfg, steps)
+    return r["natural"], r["robust"]
+
+
+def evaluate_split(model, loader, cfg: Config, steps: int) -> dict:
+    """Natural and PGD-``steps`` accuracy and the mean robust cross-entropy (the robust loss
+    by which Stutz et al. define robust overfitting) at the current weights, BN in eval mode."""
     model.eval()
-    nat = rob = n = 0
+    nat = rob = loss = n = 0
     for x, y in loader:
         x_adv = attacks.pgd(model, x, y, cfg.eps, cfg.alpha, steps, cfg.norm, bn_mode="eval")
         with torch.no_grad():  # one forward pass for both (BN in eval mode: the same numbers)
-            hit = model(torch.cat([x, x_adv])).argmax(1) == torch.cat([y, y])
+            out = model(torch.cat([x, x_adv])).float()
+        hit = out.argmax(1) == torch.cat([y, y])
         nat += hit[:len(y)].sum().item()
         rob += hit[len(y):].sum().item()
+        loss += torch.nn.functional.cross_entropy(out[len(y):], y, reduction="sum").item()
         n += len(y)
-    nat, rob, n = _sum_over_processes([nat, rob, n], next(model.parameters()).device)
-    return nat / n, rob / n
+    nat, rob, loss, n = _sum_over_processes([nat, rob, loss, n], next(model.parameters()).device)
+    return {"natural": nat / n, "robust": rob / n, "robust_loss": loss / n}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -148,6 +157,8 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
             return json.loads(ck["metrics"])
     if splits is None:
         splits = data.get_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, cfg.seed)
+    if cfg.label_noise > 0:
+        splits = data.flip_labels(splits, cfg.label_noise, cfg.seed)
     torch.manual_seed(cfg.seed)
     model = models.build_model(cfg.model, cfg.dataset, cfg.width).to(device)
     if cfg.channels_last:
@@ -223,9 +234,10 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
             row["averaged"] = avg.n
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             with amp:
-                row["train_natural"], row["train_robust"] = robust_accuracy(ev, train_eval, cfg, cfg.eval_attack_steps)
-                row["val_natural"], row["val_robust"] = robust_accuracy(ev, val_loader, cfg, cfg.eval_attack_steps)
-                row["test_natural"], row["test_robust"] = robust_accuracy(ev, test_loader, cfg, cfg.eval_attack_steps)
+                for part, loader in (("train", train_eval), ("val", val_loader), ("test", test_loader)):
+                    r = evaluate_split(ev, loader, cfg, cfg.eval_attack_steps)
+                    row[f"{part}_natural"], row[f"{part}_robust"] = r["natural"], r["robust"]
+                    row[f"{part}_robust_loss"] = r["robust_loss"]
             row["gap"] = row["train_robust"] - row["test_robust"]
         row["time_train"], row["time_total"] = t_train, time.perf_counter() - t0
         rows.append(row)
