@@ -11,7 +11,11 @@ browsers are never downloaded). A page fails on:
 * any request to another host (the book must work offline: widget JS is served locally),
 * an ``<img>`` that did not load (``naturalWidth == 0``),
 * widgets in the page state that did not render,
-* an ``.awp-slider`` whose ``.awp-stack`` does not switch figure when the slider moves.
+* an ``.awp-slider`` whose ``.awp-stack`` does not switch figure when the slider moves,
+* an element of the content column wider than the column, or one that scrolls sideways,
+  at 1280 px (the reader's pass: code cells are formatted to 88 columns).
+
+Every page is also screenshotted, whole, to ``<build dir>/screens/<page>.png``.
 
 Environment:
     AWP_BOOK_HTML       use this already built HTML folder instead of building
@@ -48,6 +52,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+BUILD_DIR = Path(os.environ.get("AWP_BOOK_BUILD_DIR", REPO / "_build_smoke")).resolve()
 WIDGET_TIMEOUT_MS = 20_000
 
 
@@ -90,7 +95,7 @@ def html_dir() -> Path:
         return path
     # Widget JS must be present, or every widget silently vanishes from the pages.
     subprocess.run(["bash", str(REPO / "tools" / "fetch_widget_js.sh")], check=True, cwd=REPO)
-    out = Path(os.environ.get("AWP_BOOK_BUILD_DIR", REPO / "_build_smoke")).resolve()
+    out = BUILD_DIR
     env = dict(os.environ, AWP_PROFILE="smoke", AWP_BOOK_RUNS="read")
     # as make book does: every run first, then the pages (which only read finished runs)
     subprocess.run([sys.executable, "-m", "awp_lib", "book-runs", "--profile", "smoke"], cwd=REPO, check=True)
@@ -183,6 +188,32 @@ _VISIBLE_IMAGE_JS = """
 """
 
 
+# Elements of the content column that stick out of it or scroll sideways (a few, described).
+_TOO_WIDE_JS = """
+() => {
+  const col = document.querySelector('article.bd-article') || document.querySelector('main');
+  if (!col) return ['no content column (article.bd-article)'];
+  const right = col.getBoundingClientRect().right + 1;
+  const out = [];
+  const say = el => {
+    const cls = (el.className && el.className.baseVal === undefined) ? el.className : '';
+    const text = (el.innerText || el.textContent || '').trim().replace(/\\s+/g, ' ').slice(0, 60);
+    return `<${el.tagName.toLowerCase()} class="${cls}"> ${text}`;
+  };
+  for (const el of col.querySelectorAll('*')) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;          // hidden (e.g. a slider's other figures)
+    const cs = getComputedStyle(el);
+    const scrolls = ['auto', 'scroll'].includes(cs.overflowX) && el.scrollWidth > el.clientWidth + 1;
+    if (scrolls || r.right > right) {
+      if (!out.some(o => o.el.contains(el))) out.push({el, text: say(el) + (scrolls
+        ? ` (scrolls: ${el.scrollWidth} > ${el.clientWidth} px)` : ` (right edge ${Math.round(r.right)} > ${Math.round(right)} px)`)});
+    }
+  }
+  return out.slice(0, 8).map(o => o.text);
+}
+"""
+
 @pytest.mark.parametrize("page_path", toc_pages())
 def test_page(browser, server, page_path: str):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -239,6 +270,12 @@ def test_page(browser, server, page_path: str):
         broken = page.evaluate(_BROKEN_IMAGES_JS)
         assert not broken, f"{page_path}: images that did not load: {broken}"
 
+        screens = BUILD_DIR / "screens"
+        screens.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(screens / (page_path.replace("/", "_")[:-5] + ".png")), full_page=True)
+        too_wide = page.evaluate(_TOO_WIDE_JS)
+        assert not too_wide, f"{page_path}: wider than the content column at 1280 px: {too_wide}"
+
         # Sliders that switch precomputed figures (jsdlink slider.index -> stack.selected_index).
         n_sliders = page.locator(".awp-slider").count()
         for i in range(n_sliders):
@@ -280,3 +317,24 @@ def test_toc_lists_chapters():
     pages = toc_pages()
     assert pages[0] == "book/intro.html"
     assert len(pages) >= 2, pages
+
+
+def test_notebook_sources_fit_the_page_and_install_from_the_configured_repository():
+    """Code cells within 88 columns; every install line uses ``_config.yml``'s repository.url
+    (the launch buttons' URL), so the URL has one source."""
+    import re
+
+    import nbformat
+
+    url = yaml.safe_load((REPO / "_config.yml").read_text())["repository"]["url"].rstrip("/")
+    for page in toc_pages():
+        path = REPO / page.replace(".html", ".ipynb")
+        if not path.exists():
+            continue
+        for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type != "code":
+                continue
+            for line in cell.source.splitlines():
+                assert len(line) <= 88, f"{path.name} cell {i}: {len(line)} columns: {line!r}"
+                for found in re.findall(r"git\+(https://github\.com/[\w./-]+)", line):
+                    assert found.rstrip("/") == url, f"{path.name} cell {i} installs from {found}, not {url}"
