@@ -17,11 +17,22 @@ from pathlib import Path
 from .config import PROFILES, make_config
 from .data import project_root  # noqa: F401 (chapters call book.project_root)
 from .validate import check_choice
+from .validate import check_choice
 
 
 def check_profile(profile: str) -> str:
     check_choice("profile", profile, PROFILES)
     return profile
+
+
+def settings(chapter: str, profile: str) -> dict:
+    """The measurement settings of ``chapter`` at ``profile`` from ``configs/chapters.yaml``."""
+    import yaml
+    path = project_root() / "configs" / "chapters.yaml"
+    table = yaml.safe_load(path.read_text())
+    check_choice(f"chapter (in {path.name})", chapter, tuple(table))
+    check_choice(f"profile of {chapter} (in {path.name})", profile, tuple(table[chapter]))
+    return table[chapter][profile]
 
 
 def run_dir(profile: str, name: str) -> Path:

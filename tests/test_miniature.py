@@ -113,3 +113,15 @@ def test_report_uses_the_final_evaluation_when_a_run_has_one(tmp_path):
     s = report.run_summary(tmp_path / "r")
     assert (s["robust_best"], s["robust_last"], s["natural_last"]) == pytest.approx((45, 35, 75))
     assert s["gap_last"] == pytest.approx(30) and s["attack"] == "PGD-20"
+
+
+def test_chapter_settings_come_from_configs_and_bad_names_are_named():
+    s = book.settings("ch4", "cpu")
+    assert 0.0 in s["landscape"]["alphas"] and s["flatness"]["n"] > 0
+    for ch in ("ch1", "ch3", "ch4", "ch5"):
+        for profile in ("smoke", "cpu", "paper"):
+            assert isinstance(book.settings(ch, profile), dict)
+    with pytest.raises(ValueError, match="chapter.*'ch9'.*ch1, ch3, ch4, ch5"):
+        book.settings("ch9", "cpu")
+    with pytest.raises(ValueError, match="profile of ch4.*'laptop'.*smoke, cpu, paper"):
+        book.settings("ch4", "laptop")
