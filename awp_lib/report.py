@@ -76,7 +76,7 @@ def run_summary(folder: Path) -> dict | None:
             "robust_best": 100 * best[pre + "test_robust"], "robust_last": 100 * last[pre + "test_robust"],
             "natural_best": 100 * best[pre + "test_natural"], "natural_last": 100 * last[pre + "test_natural"],
             "best_epoch": best["epoch"], "run": folder.name,
-            "gap_last": 100 * (last[pre + "train_robust"] - last[pre + "test_robust"]),
+            "gap_last": 100 * (last["final_train_robust"] - last["final_test_robust"] if final else last["gap"]),
             "attack": last.get("final_attack", f"PGD-{cfg.get('eval_attack_steps', '?')}"),
             "experiment": json.dumps({k: v for k, v in sorted(cfg.items()) if k not in NOT_GROUPED})}
 
