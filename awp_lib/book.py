@@ -70,7 +70,9 @@ def train_run(name: str, profile: str, _progress: str | None = None, **overrides
         if run_state(profile, name) != "done":
             raise RuntimeError(f"run {name!r} is not finished: run `python -m awp_lib book-runs "
                                f"--profile {profile}` first (make book does)")
-    progress = _progress or ("line" if profile != "smoke" else "none")
+    # a page reading a finished run prints nothing; a run that trains prints one line per epoch
+    quiet = profile == "smoke" or os.environ.get("AWP_BOOK_RUNS") == "read"
+    progress = _progress or ("none" if quiet else "line")
     return train(cfg, run_dir(profile, name), progress=progress)
 
 
