@@ -121,10 +121,15 @@ def decay_epochs(rows: list[dict]) -> list[int]:
     return [a["epoch"] for a, b in zip(rows, rows[1:]) if b["lr"] < 0.2 * a["lr"]]
 
 
+def at_epoch(rows: list[dict], epoch: int, key: str) -> float:
+    """The monitor's ``key`` at the last evaluated epoch <= ``epoch`` (NaN if none)."""
+    ev = [r for r in rows if key in r and r["epoch"] <= epoch]
+    return ev[-1][key] if ev else float("nan")
+
+
 def gap_at(rows: list[dict], epoch: int) -> float:
     """The robust generalization gap at the last evaluated epoch <= ``epoch``."""
-    ev = [r for r in rows if "gap" in r and r["epoch"] <= epoch]
-    return ev[-1]["gap"] if ev else float("nan")
+    return at_epoch(rows, epoch, "gap")
 
 
 # One colour per method across the book (the learning-curve keys keep theirs: plot_curves).

@@ -71,7 +71,7 @@ def ch2_runs(profile: str, seed: int = 0, schedules: str = "", epochs: int = 0) 
     return out
 
 
-def ch2_when_runs(profile: str, seed: int = 0) -> dict[str, dict]:
+def ch2_when_runs(profile: str, seed: int = 0) -> dict[str, tuple[str, dict]]:
     """The runs of "When does robust overfitting happen?": ``{label: (run name, overrides)}``."""
     return {label: (f"ch2-{label}-s{seed}", dict(method="at", seed=seed, **kw))
             for label, kw in (CH2_WHEN[profile] or {}).items()}

@@ -78,6 +78,7 @@ def test_summarize_means_standard_errors_and_validation_drop():
     assert s["std"]["drop"] == pytest.approx(sd) and s["se"]["drop"] == pytest.approx(sd / math.sqrt(2))
     assert book.decay_epochs([{"epoch": 1, "lr": 0.1}, {"epoch": 2, "lr": 0.01}, {"epoch": 3, "lr": 0.01}]) == [1]
     assert book.gap_at(a, 2) == pytest.approx(0.3) and math.isnan(book.gap_at(a, 0))
+    assert book.at_epoch(a, 3, "test_robust") == pytest.approx(0.45) and math.isnan(book.at_epoch(a, 3, "x"))
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu"])
