@@ -132,9 +132,21 @@ def gap_at(rows: list[dict], epoch: int) -> float:
     return at_epoch(rows, epoch, "gap")
 
 
-# One colour per method across the book (the learning-curve keys keep theirs: plot_curves).
-COLORS = {"AT": "C0", "AT-AWP": "C3", "AT-RWP": "C1", "AT-RWP x10": "C5", "AT-AWP global": "C4",
-          "AT+EMA": "C2", "AT+SWA": "C8", "AT+L2": "C6", "AT+MIXUP": "C9", "AT+L1": "C7", "AT+CUTOUT": "C8"}
+# One colour per method across the book, no two alike: every comparison of methods uses these,
+# and plot_curves draws a run in its method's colour (the line style tells the split).
+COLORS = {"Standard": "k", "AT": "C0", "AT-AWP": "C3", "AT-RWP": "C1", "AT-RWP x10": "C5",
+          "AT-AWP global": "C4", "AT+EMA": "C2", "AT+SWA": "C8", "AT+L2": "C6", "AT+MIXUP": "C9",
+          "AT+L1": "C7", "AT+CUTOUT": "goldenrod"}
+
+
+def color_of(label: str) -> str:
+    """The colour of a method: its :data:`COLORS` entry (labels as :func:`report.method_label` writes
+    them; a trailing " (...)" is ignored), else its family's: a method with AWP is drawn like
+    AT-AWP (TRADES-AWP, MART-AWP ...), one without like AT."""
+    key = label.split(" (")[0].replace("-AWP-global", "-AWP global")
+    if key in COLORS:
+        return COLORS[key]
+    return COLORS["AT-AWP"] if "-AWP" in key else COLORS["AT"]
 
 
 def attacks_of(rows: list[dict], cfg=None) -> dict:
@@ -217,27 +229,35 @@ def late_stage_start(rows: list[dict], threshold: float = 0.10):
     return next((r["epoch"] for r in rows if "gap" in r and r["gap"] > threshold), None)
 
 
-def plot_curves(rows: list[dict], ax=None, title: str = "", legend: bool = True, loss_ax=None):
-    """Learning curves: train robust (at w), validation robust, test robust and natural accuracy,
-    the learning-rate decays, the validation-selected epoch and the late stage (gap > 10%); with
+# The line style of each split in plot_curves (the colour is the method's).
+SPLIT_STYLES = {"train_robust": ("train robust (at w)", "--"), "val_robust": ("validation robust", ":"),
+                "test_robust": ("test robust", "-")}
+
+
+def plot_curves(rows: list[dict], ax=None, title: str = "", legend: bool = True, loss_ax=None,
+                color: str = COLORS["AT"]):
+    """Learning curves of one run in its method's ``color`` (:func:`color_of`): train robust (at w)
+    dashed, validation robust dotted, test robust solid, test natural grey; the learning-rate
+    decays, the validation-selected epoch and the late stage (gap > 10%) shaded; with
     ``loss_ax``, the robust train and test *loss* per evaluated epoch there."""
     import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(6, 3.6))[1]
     ev = [r for r in rows if "val_robust" in r]
     ep = [r["epoch"] for r in ev]
-    for key, label, style in (("train_robust", "train robust (at w)", "C3-"), ("val_robust", "validation robust", "C2--"),
-                              ("test_robust", "test robust", "C0-"), ("test_natural", "test natural", "C7:")):
-        ax.plot(ep, [100 * r[key] for r in ev], style, label=label)
+    for key, (label, ls) in SPLIT_STYLES.items():
+        ax.plot(ep, [100 * r[key] for r in ev], ls, color=color, label=label,
+                lw=1.8 if key == "test_robust" else 1.2)
+    ax.plot(ep, [100 * r["test_natural"] for r in ev], "-.", color="0.55", lw=1, label="test natural")
     finals = [r for r in ev if "final_test_robust" in r]
     if finals:  # the full-strength evaluation of the best and last checkpoints
-        ax.plot([r["epoch"] for r in finals], [100 * r["final_test_robust"] for r in finals], "C0*", ms=9,
-                label=f"test robust, {finals[0]['final_attack']} (all test images)")
+        ax.plot([r["epoch"] for r in finals], [100 * r["final_test_robust"] for r in finals], "*", color=color,
+                ms=9, mec="k", mew=0.5, label=f"test robust, {finals[0]['final_attack']} (all test images)")
     late = late_stage_start(ev)
     best = best_last(rows)["best_epoch"]
     for a in (ax, loss_ax) if loss_ax is not None else (ax,):
         if late is not None:
-            a.axvspan(late, ep[-1], color="C3", alpha=0.07, lw=0)
-        a.axvline(best, color="C2", ls=":", lw=1)
+            a.axvspan(late, ep[-1], color="0.5", alpha=0.1, lw=0)
+        a.axvline(best, color="0.3", ls=":", lw=1)
         for e in decay_epochs(rows):
             a.axvline(e, color="k", lw=0.5, alpha=0.4)
         a.set_xlabel("epoch")
@@ -246,8 +266,9 @@ def plot_curves(rows: list[dict], ax=None, title: str = "", legend: bool = True,
     if legend:
         ax.legend(fontsize=7, loc="lower right")
     if loss_ax is not None and "test_robust_loss" in ev[-1]:
-        for key, label, style in (("train_robust_loss", "train", "C3-"), ("test_robust_loss", "test", "C0-")):
-            loss_ax.plot(ep, [r[key] for r in ev], style, label=f"robust loss, {label}")
+        for part in ("train", "test"):
+            loss_ax.plot(ep, [r[f"{part}_robust_loss"] for r in ev], SPLIT_STYLES[f"{part}_robust"][1], color=color,
+                         label=f"robust loss, {part}")
         loss_ax.set_ylabel("robust cross-entropy")
         if legend:
             loss_ax.legend(fontsize=7)

@@ -126,3 +126,31 @@ def test_chapter_settings_come_from_configs_and_bad_names_are_named():
         book.settings("ch9", "cpu")
     with pytest.raises(ValueError, match="profile of ch4.*'laptop'.*smoke, cpu, paper"):
         book.settings("ch4", "laptop")
+
+
+def test_one_colour_per_method_across_the_book(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.colors as mc
+    import matplotlib.pyplot as plt
+    rgb = {k: mc.to_hex(c) for k, c in book.COLORS.items()}
+    assert len(set(rgb.values())) == len(rgb), f"two methods share a colour: {rgb}"
+    # every method label a cpu-book run gets has its colour; families follow AT / AT-AWP
+    for name, kw in bookruns.book_runs("cpu").items():
+        label = report.method_label(make_config("cpu", **kw).to_dict())
+        assert book.color_of(label) in book.COLORS.values(), (name, label)
+    assert book.color_of("AT-AWP-global") == book.COLORS["AT-AWP global"]
+    assert book.color_of("AT (cosine)") == book.COLORS["AT"]
+    assert book.color_of("TRADES-AWP") == book.COLORS["AT-AWP"] != book.color_of("TRADES")
+    # plot_curves draws every split of a run in the colour it is given
+    rows = [{"epoch": e, "lr": 0.1, "train_robust": 0.5, "val_robust": 0.4, "test_robust": 0.4,
+             "test_natural": 0.7, "gap": 0.1, "train_robust_loss": 1.0, "test_robust_loss": 1.2}
+            for e in (1, 2)]
+    fig, (ax, lax) = plt.subplots(1, 2)
+    book.plot_curves(rows, ax=ax, loss_ax=lax, color=book.COLORS["AT-AWP"])
+    drawn = {l.get_label(): mc.to_hex(l.get_color()) for a in (ax, lax) for l in a.get_lines()
+             if not l.get_label().startswith("_")}
+    red = mc.to_hex(book.COLORS["AT-AWP"])
+    assert {k for k, v in drawn.items() if v == red} == {
+        "train robust (at w)", "validation robust", "test robust", "robust loss, train", "robust loss, test"}
+    plt.close(fig)
