@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from types import SimpleNamespace
 
 # The paper's Tables 3-5 (PreActResNet-18, 5 runs, PGD-20 test robustness, %): (mean, std) for
 # robust best, robust last, natural best, natural last. Quoted from the appendix, not recomputed.
@@ -64,20 +65,17 @@ def run_summary(folder: Path) -> dict | None:
     if not (cfg_path.exists() and met_path.exists()):
         return None
     cfg, rows = json.loads(cfg_path.read_text()), json.loads(met_path.read_text())
-    ev = [r for r in rows if "val_robust" in r]
-    if not ev or rows[-1]["epoch"] < cfg["epochs"]:
+    if not any("val_robust" in r for r in rows) or rows[-1]["epoch"] < cfg["epochs"]:
         return None  # unfinished
-    best, last = max(ev, key=lambda r: r["val_robust"]), ev[-1]
+    from .book import attacks_of, best_last
     # the full-strength final evaluation when the run made one (train.final_evaluation), else the monitor's
-    final = "final_test_robust" in best and "final_test_robust" in last
-    pre = "final_" if final else ""
+    s = best_last(rows)
     return {"dataset": cfg["dataset"], "norm": cfg["norm"], "method": method_label(cfg), "seed": cfg["seed"],
             "gamma": cfg.get("awp_gamma", 0), "model": cfg["model"], "epochs": cfg["epochs"], "eps": cfg["eps"],
-            "robust_best": 100 * best[pre + "test_robust"], "robust_last": 100 * last[pre + "test_robust"],
-            "natural_best": 100 * best[pre + "test_natural"], "natural_last": 100 * last[pre + "test_natural"],
-            "best_epoch": best["epoch"], "run": folder.name,
-            "gap_last": 100 * (last["final_train_robust"] - last["final_test_robust"] if final else last["gap"]),
-            "attack": last.get("final_attack", f"PGD-{cfg.get('eval_attack_steps', '?')}"),
+            "robust_best": 100 * s["best_test_robust"], "robust_last": 100 * s["last_test_robust"],
+            "natural_best": 100 * s["best_test_natural"], "natural_last": 100 * s["last_test_natural"],
+            "best_epoch": s["best_epoch"], "run": folder.name, "gap_last": 100 * s["last_gap"],
+            "attack": attacks_of(rows, SimpleNamespace(eval_attack_steps=cfg.get("eval_attack_steps", "?")))["headline"],
             "experiment": json.dumps({k: v for k, v in sorted(cfg.items()) if k not in NOT_GROUPED})}
 
 

@@ -10,7 +10,8 @@ def write_run(root, name, seed, awp, test_robust, epochs=4):
     cfg = {"dataset": "fashion-mnist", "norm": "linf", "method": "at", "regularizer": "none", "awp_gamma": awp,
            "seed": seed, "model": "mlp", "epochs": epochs, "eps": 0.1}
     (d / "config.json").write_text(json.dumps(cfg))
-    rows = [{"epoch": e + 1, "val_robust": v, "test_robust": t, "test_natural": t + 0.2, "gap": 0.1}
+    rows = [{"epoch": e + 1, "val_robust": v, "test_robust": t, "test_natural": t + 0.2, "train_robust": t + 0.1,
+             "gap": 0.1}
             for e, (v, t) in enumerate(zip([0.3, 0.5, 0.4, 0.35], test_robust))]
     (d / "metrics.json").write_text(json.dumps(rows))
 
