@@ -75,7 +75,8 @@ def run_summary(folder: Path) -> dict | None:
             "robust_best": 100 * s["best_test_robust"], "robust_last": 100 * s["last_test_robust"],
             "natural_best": 100 * s["best_test_natural"], "natural_last": 100 * s["last_test_natural"],
             "best_epoch": s["best_epoch"], "run": folder.name, "gap_last": 100 * s["last_gap"],
-            "attack": attacks_of(rows, SimpleNamespace(eval_attack_steps=cfg.get("eval_attack_steps", "?")))["headline"],
+            "attack": attacks_of(rows, SimpleNamespace(eval_attack_steps=cfg.get("eval_attack_steps", "?")))[
+                "headline"],
             "experiment": json.dumps({k: v for k, v in sorted(cfg.items()) if k not in NOT_GROUPED})}
 
 
