@@ -102,6 +102,13 @@ def ch3_run(profile: str, seed: int = 0, schedule: str = "piecewise", model: str
     return f"at-{schedule}{tag}-s{seed}", dict(method="at", seed=seed, **overrides)
 
 
+def ch3_results_name(run_name: str, seed: int = 0) -> str:
+    """Chapter 3's ``results/<profile>/<this>.json`` for its run (:func:`ch3_run`): ``ch3`` on
+    chapter 2's AT run, ``ch3-<variant>`` (e.g. ``ch3-cosine``, ``ch3-piecewise-l2-eps1.5``) else."""
+    variant = run_name.removeprefix("at-").removesuffix(f"-s{seed}")
+    return "ch3" if variant == "piecewise" else f"ch3-{variant}"
+
+
 # ----------------------------------------------------------------------------- chapter 4
 def ch4_params(profile: str, seeds: int = 0, gamma: float = 0.0, gammas: str = "", regularizers: str = "",
                norms: str = "") -> dict:

@@ -120,14 +120,10 @@ def _ch3_runs(profile, variants: dict[str, dict], overrides) -> list[Run]:
     if overrides:
         raise ValueError(f"the figure suites execute chapter 3, which takes no config overrides; got "
                          f"{sorted(overrides)} (a parameter file applies to the table suites)")
+    from .bookruns import ch3_run
     out = []
     for label, knobs in variants.items():
-        kw = {k: v for k, v in knobs.items() if k != "eps"}
-        if "eps" in knobs:
-            from fractions import Fraction
-            kw["eps"] = float(Fraction(str(knobs["eps"])))
-            kw["attack_alpha"] = None
-        cfg = make_config(profile, method="at", seed=0, **kw)
+        cfg = make_config(profile, **ch3_run(profile, 0, **{k: str(v) for k, v in knobs.items()})[1])
         params = {"profile": profile, **{k: str(v) for k, v in knobs.items()}}
         out.append(Run(f"ch3-{label}", CH3_NOTEBOOK, params, cfg,
                        {"dataset": cfg.dataset, "norm": cfg.norm, "method": f"AT ({label})", "seed": 0}))

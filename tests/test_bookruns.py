@@ -42,6 +42,9 @@ def test_chapter_parameters_are_checked():
         bookruns.ch5_runs("smoke", methods="pgd")
     assert bookruns.ch4_params("cpu")["seeds"] == [0, 1, 2, 3, 4]
     assert bookruns.ch3_run("smoke", norm="l2", eps="1")[0] == "at-piecewise-l2-eps1-s0"
+    assert bookruns.ch3_results_name("at-piecewise-l2-eps1-s0") == "ch3-piecewise-l2-eps1"
+    assert bookruns.ch3_results_name(bookruns.ch3_run("smoke", seed=2)[0], 2) == "ch3"
+    assert bookruns.ch3_results_name(bookruns.ch3_run("smoke", schedule="cosine")[0]) == "ch3-cosine"
 
 
 @pytest.fixture()

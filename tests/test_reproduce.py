@@ -145,7 +145,8 @@ def test_aggregate_suite_from_run_folders_the_test_writes(tmp_path):
         (d / "config.json").write_text(json.dumps(r.config.to_dict()))
         t = 0.3 + 0.01 * r.config.seed
         rows = [{"epoch": e + 1, "val_robust": 0.4 + 0.1 * (e == 0), "test_robust": t + 0.1 * (e == 0),
-                 "test_natural": 0.8, "gap": 0.2} for e in range(r.config.epochs)]
+                 "test_natural": 0.8, "train_robust": t + 0.1 * (e == 0) + 0.2, "gap": 0.2}
+                for e in range(r.config.epochs)]
         (d / "metrics.json").write_text(json.dumps(rows))
     log = []
     rows = reproduce.aggregate_suite(suite, runs, tmp_path, "smoke", log.append)
