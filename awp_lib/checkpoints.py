@@ -277,10 +277,10 @@ def default_threat(loaded: Loaded, eps: float | None = None, norm: str | None = 
 
 def resolve_device(name) -> torch.device:
     """``auto`` (a GPU when there is one), ``cpu``, ``cuda``, ``cuda:N``; a bad name names ``--device``."""
-    from .train import resolve_device as resolve
+    from .config import resolve_device as resolve
     try:
         dev = resolve(str(name))
-    except RuntimeError:
+    except ValueError:
         raise ValueError(f"unknown --device {name!r}; valid choices: auto, cpu, cuda, cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name!r}: no CUDA GPU is available here; use --device cpu (or auto)")

@@ -97,7 +97,7 @@ class Config:
         if self.amp == "auto":
             self.amp = resolve_amp(self.model, self.device)
         if self.channels_last == "auto":
-            self.channels_last = self.amp == "bf16" and resolve_device_kind(self.device) == "cuda"
+            self.channels_last = self.amp == "bf16" and resolve_device(self.device).type == "cuda"
         self.validate()
 
     # ----- derived values (not stored) -----
@@ -190,8 +190,7 @@ class Config:
             raise ValueError(f"unsup_fraction={self.unsup_fraction!r} is invalid: a fraction in [0, 1)")
         if self.regularizer == "mixup" and self.method != "at":
             raise ValueError(f"regularizer='mixup' is defined for method='at' only (got method={self.method!r})")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ValueError(f"unknown device {self.device!r}; valid choices: auto, cpu, cuda, cuda:N")
+        resolve_device(self.device)  # a bad name raises, naming the valid ones
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -223,19 +222,24 @@ PRESETS = {
 def bf16_fast(device: str = "auto") -> bool:
     """Whether bf16 autocast runs natively: a CUDA GPU with bf16, or a CPU with avx512_bf16 / AMX."""
     import torch
-    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+    if resolve_device(device).type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     cpu = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     return bool(cpu() or amx())
 
 
-def resolve_device_kind(device: str = "auto") -> str:
-    """``cuda`` or ``cpu``: what ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) trains on."""
+def resolve_device(name: str = "auto"):
+    """The ``torch.device`` a config's ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) trains on."""
     import torch
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return "cuda" if device.startswith("cuda") else "cpu"
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        if name in ("cpu", "cuda") or str(name).startswith("cuda:"):
+            return torch.device(name)
+    except RuntimeError:  # e.g. cuda:x
+        pass
+    raise ValueError(f"unknown device {name!r}; valid choices: auto, cpu, cuda, cuda:N")
 
 
 def resolve_amp(model: str, device: str = "auto") -> str:

@@ -25,7 +25,7 @@ import torch
 from . import attacks, data, methods, models
 from .averaging import WeightAverage
 from .awp import AWP
-from .config import Config, config_diff, keys, make_config
+from .config import Config, config_diff, keys, make_config, resolve_device
 from .config import parse_value as _parse_value
 # moved out of this module; still reachable as train.<name> (the chapters and other modules use them)
 from .distributed import _from_rank0, _mean_over_processes, _sum_over_processes, distributed  # noqa: F401
@@ -111,12 +111,6 @@ def evaluate_split(model, loader, cfg: Config, steps: int) -> dict:
         n += len(y)
     nat, rob, loss, n = _sum_over_processes([nat, rob, loss, n], next(model.parameters()).device)
     return {"natural": nat / n, "robust": rob / n, "robust_loss": loss / n}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 # ----------------------------------------------------------------------------- the loop

@@ -62,7 +62,7 @@ def test_monitor_counts_natural_and_robust_in_one_pass(tiny):
 def test_amp_auto_is_resolved_and_recorded():
     cnn = make_config("smoke", amp="auto", channels_last="auto")
     assert cnn.amp == ("bf16" if config.bf16_fast("auto") else "none")
-    assert cnn.channels_last == (cnn.amp == "bf16" and config.resolve_device_kind("auto") == "cuda")
+    assert cnn.channels_last == (cnn.amp == "bf16" and config.resolve_device("auto").type == "cuda")
     # channels_last made the CPU slower (measured 1.65x): auto never picks it on a CPU
     assert make_config("smoke", amp="bf16", channels_last="auto", device="cpu").channels_last is False
     assert cnn.to_dict()["amp"] in ("bf16", "none")           # config.json never says "auto"
