@@ -28,6 +28,8 @@ import torch
 import torch.nn as nn
 from torch.optim.swa_utils import update_bn
 
+from .precision import weights_changed
+
 AVERAGES = ("none", "ema", "swa")
 
 
@@ -64,6 +66,7 @@ class WeightAverage:
                 a.mul_(d).add_(w.detach(), alpha=1 - d)
             else:
                 a.copy_(w)
+        weights_changed()
         self.n += 1
 
     @torch.no_grad()
@@ -79,6 +82,7 @@ class WeightAverage:
                 a.add_(w.detach() - a, alpha=1 / (self.n + 1))  # w̄ ← w̄ + (w − w̄)/(n + 1)
         for a, w in zip(self.model.buffers(), model.buffers()):
             a.copy_(w)  # BN statistics are recomputed below; other buffers follow the model
+        weights_changed()
         recompute_bn(self.model, loader)
         if self.buffer_reduce is not None:
             self.buffer_reduce([b for m in _bn_modules(self.model) for b in (m.running_mean, m.running_var)])
@@ -89,6 +93,7 @@ class WeightAverage:
         """Resume: the averaged weights (a checkpoint's ``model``) and the update count."""
         if self.model is not None:
             self.model.load_state_dict(state)
+            weights_changed()
         self.n = n
 
 

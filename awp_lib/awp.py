@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .precision import weights_changed
 from .validate import check_choice
 
 
@@ -113,6 +114,7 @@ class AWP:
     def _apply(self, delta, sign=1.0):
         for p, d in zip(self.params, delta):
             p.add_(d, alpha=sign)
+        weights_changed()  # an enclosing autocast region must not reuse its bf16 copies of w
 
     def perturb(self, loss_fn, steps: int | None = None) -> list[torch.Tensor]:
         """Run K₂ projected ascent steps on v (continuing from the current v), leave w + v applied.

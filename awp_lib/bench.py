@@ -243,6 +243,53 @@ def epoch_speed(device="cpu", quick=False):
 
 
 @bench
+def amp_cost(device="cpu", quick=False):
+    """The cost of seeing w + v under bf16: one AT-AWP step (γ = 1e-2) of the ``cpu`` preset's
+    model and batch in bf16 as the library runs it (weight cache off, emptied when AWP writes the
+    weights) / in fp32, and / in bf16 with the cache on and no guard (what hid AWP: its loss and
+    weights are then AT's). ``hidden`` tells whether each variant's step saw the perturbation."""
+    from contextlib import contextmanager
+
+    from . import awp as awp_module
+    from . import data
+    from .config import make_config
+    from .precision_check import awp_step_effect
+    cfg = make_config("cpu", device=device, awp_gamma=1e-2)
+    s = data.get_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, 0)
+    x, y = next(iter(data.Loader(*s.train, cfg.batch_size, device=device)))
+
+    @contextmanager
+    def unguarded():  # the guard that empties a caller's cache, switched off
+        guard, awp_module.weights_changed = awp_module.weights_changed, lambda: None
+        try:
+            yield
+        finally:
+            awp_module.weights_changed = guard
+
+    def step(mode, guarded=True):
+        def go():
+            if guarded:
+                return awp_step_effect(cfg, x, y, mode)
+            with unguarded():
+                return awp_step_effect(cfg, x, y, mode)
+        return go
+    repeats = 3 if quick else 7
+    fixed_vs_fp32 = timed_pair(step("bf16"), step("fp32"), repeats)
+    fixed_vs_cached = timed_pair(step("bf16"), step("bf16-cached", guarded=False), repeats)
+    effects = {"fp32": step("fp32")(), "bf16": step("bf16")(), "bf16_cached_unguarded": step("bf16-cached", False)()}
+    return {"bf16_fixed_over_fp32": fixed_vs_fp32, "bf16_fixed_over_bf16_cached": fixed_vs_cached,
+            "hidden": {k: abs(v["loss_awp"] - v["loss"]) < 1e-6 for k, v in effects.items()},
+            "weight_diff": {k: round(v["weight_diff"], 5) for k, v in effects.items()},
+            "what": "one AT-AWP step incl. one AT step (awp_step_effect), cpu preset, batch "
+                    f"{cfg.batch_size}; ratio = a_s / b_s", "bf16_native": _bf16_native(device)}
+
+
+def _bf16_native(device) -> bool:
+    from .config import bf16_fast
+    return bf16_fast(device)
+
+
+@bench
 def cpu_run(device="cpu", quick=False):
     """One ``cpu``-preset AT run, timed: training vs evaluation (per-epoch monitor + the final
     PGD-20 of best and last), ``eval_fraction`` (goal <= 0.30), and ``projected_book_min``: the
@@ -309,6 +356,24 @@ def run(names=None, device="cpu", quick=False) -> dict:
     for n in names:
         result[n] = BENCHES[n](device=device, quick=quick)
     return result
+
+
+def paper_awp_precision(device: str = "cuda", batch: int = 128) -> dict:
+    """One AT-AWP step of the ``paper`` profile (PreAct ResNet-18, γ = 1e-2) on a random CIFAR-shaped
+    batch, in fp32 and under the profile's precision: both losses and how far AWP moved the weights
+    from AT's. ``awp_seen``: the loss at w + v differs from AT's and the weights moved at least 0.3x
+    as far as in fp32. Used by ``tools/gpu-check.sh``."""
+    from .config import make_config
+    from .precision_check import awp_step_effect
+    cfg = make_config("paper", device=device, awp_gamma=1e-2)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, 32, 32, generator=g).to(device)
+    y = torch.randint(0, 10, (batch,), generator=g).to(device)
+    mode = "bf16" if cfg.amp == "bf16" else "fp32"
+    out = {"amp": cfg.amp, "fp32": awp_step_effect(cfg, x, y, "fp32"), cfg.amp: awp_step_effect(cfg, x, y, mode)}
+    low, ref = out[cfg.amp], out["fp32"]
+    out["awp_seen"] = abs(low["loss_awp"] - low["loss"]) > 1e-4 and low["weight_diff"] > 0.3 * ref["weight_diff"]
+    return out
 
 
 def paper_run(device: str = "cuda", n_train: int = 4096, n_eval: int = 512, epochs: int = 2) -> dict:

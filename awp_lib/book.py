@@ -40,10 +40,14 @@ def run_dir(profile: str, name: str) -> Path:
 
 
 def run_state(profile: str, name: str) -> str:
-    """``done`` (trained to its last epoch), ``partial`` (interrupted: it resumes) or ``new``."""
+    """``done`` (trained to its last epoch), ``partial`` (interrupted: it resumes), ``stale``
+    (trained under older training semantics: it is set aside and trained again) or ``new``."""
     from .io import load_torch
+    from .semantics import is_stale
     d = run_dir(profile, name)
     last = d / "checkpoints" / "last.pt"
+    if is_stale(d):
+        return "stale"
     if not last.exists():
         return "new"
     saved = json.loads((d / "config.json").read_text()) if (d / "config.json").exists() else {}
@@ -284,11 +288,11 @@ def monitor_agreement(profile: str, name: str, steps: int = 20) -> dict:
     import torch
 
     from . import data
-    from .config import Config
+    from .config import load_saved
     from .landscape import load_run_model
     from .train import resolve_device, robust_accuracy
     d = run_dir(profile, name)
-    cfg = Config(**json.loads((d / "config.json").read_text()))
+    cfg = load_saved(d / "config.json")
     rows = {r["epoch"]: r for r in json.loads((d / "metrics.json").read_text()) if "val_robust" in r}
     saved = sorted(int(p.stem[5:]) for p in (d / "checkpoints").glob("epoch*.pt"))
     epochs = [e for e in saved if e in rows]

@@ -187,7 +187,7 @@ def load_model(checkpoint, model: str | None = None, dataset: str | None = None,
     config); any other file needs ``model`` and ``dataset``; ``normalize`` defaults by
     architecture (:func:`default_normalize`).
     """
-    from .config import Config
+    from .config import load_saved
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
@@ -196,7 +196,7 @@ def load_model(checkpoint, model: str | None = None, dataset: str | None = None,
     notes = []
     if is_run_checkpoint(path):
         cfg_path = run_config_path(path)
-        cfg = Config(**json.loads(cfg_path.read_text()))
+        cfg = load_saved(cfg_path)
         for flag, given, own in (("--model", model, cfg.model), ("--dataset", dataset, cfg.dataset),
                                  ("--normalize", normalize, "dataset"), ("--width", width, cfg.width)):
             if given is not None and given != own:

@@ -17,14 +17,23 @@ from dataclasses import dataclass, fields
 from .data import DATASETS
 from .averaging import AVERAGES
 from .awp import DIRECTIONS, SCOPES
+from .attacks import NORMS
+from .methods import METHODS
 from .models import MODELS
+from .precision import AMP
 from .validate import check_choice
 
 PROFILES = ("smoke", "cpu", "paper")
 SCHEDULES = ("piecewise", "cosine", "cyclic", "constant")
 REGULARIZERS = ("none", "l1", "l2", "cutout", "mixup")
 ATTACK_BN = ("auto", "eval", "train")
-AMP = ("none", "bf16", "auto")
+
+
+AUGMENTS = ("none", "crop-flip")
+# The config keys whose values are names from a fixed list (``augment`` may also be None: the paper's).
+CHOICES = {"profile": PROFILES, "dataset": DATASETS, "model": MODELS, "method": METHODS, "norm": NORMS,
+           "schedule": SCHEDULES, "regularizer": REGULARIZERS, "attack_bn": ATTACK_BN, "amp": AMP,
+           "awp_direction": DIRECTIONS, "awp_scope": SCOPES, "weight_average": AVERAGES, "augment": AUGMENTS}
 
 
 @dataclass
@@ -84,13 +93,12 @@ class Config:
     final_attack_steps: int = 0
     seed: int = 0
     device: str = "auto"             # auto | cpu | cuda | cuda:N
-    # speed on a GPU (numbers change within noise, not the method)
-    amp: str = "none"                # none | bf16 | auto: bf16 autocast for training and evaluation; auto
-    #                                  resolves (and is recorded) as bf16 for conv nets on a CPU with
+    # speed (the numbers change by rounding, never the method: awp_lib.precision)
+    amp: str = "none"                # none (fp32) | bf16 | auto: bf16 autocast for training and evaluation;
+    #                                  auto resolves (and is recorded) as bf16 for conv nets on a CPU with
     #                                  avx512_bf16 or a GPU with bf16, as none elsewhere
     channels_last: bool = False      # channels_last memory format for conv nets; "auto": with bf16 on a
-    #                                  GPU only (on this project's 2-core CPU it made a SmallCNN epoch
-    #                                  1.65x slower: 1.5 s vs 0.91 s in bf16)
+    #                                  GPU only (on CPUs it was slower: README, measured)
     compile: bool = False            # torch.compile the model for training
 
     def __post_init__(self):
@@ -131,17 +139,9 @@ class Config:
 
     def validate(self) -> None:
         from .attacks import check_eps
-        check_choice("profile", self.profile, PROFILES)
-        check_choice("dataset", self.dataset, DATASETS)
-        check_choice("model", self.model, MODELS)
-        check_choice("method", self.method, ("standard", "at", "trades", "mart", "rst"))
-        check_choice("schedule", self.schedule, SCHEDULES)
-        check_choice("regularizer", self.regularizer, REGULARIZERS)
-        check_choice("attack_bn", self.attack_bn, ATTACK_BN)
-        check_choice("amp", self.amp, AMP)
-        check_choice("awp_direction", self.awp_direction, DIRECTIONS)
-        check_choice("awp_scope", self.awp_scope, SCOPES)
-        check_choice("weight_average", self.weight_average, AVERAGES)
+        for k, choices in CHOICES.items():
+            if k != "augment" or self.augment is not None:
+                check_choice(k, getattr(self, k), choices)
         awp_only = {k: getattr(self, k) for k, d in (("awp_direction", "adversarial"), ("awp_scope", "layer"))
                     if getattr(self, k) != d}
         if self.awp_gamma == 0 and awp_only:
@@ -150,8 +150,6 @@ class Config:
         for k in ("channels_last", "compile", "nesterov"):
             if not isinstance(getattr(self, k), bool):
                 raise ValueError(f"{k}={getattr(self, k)!r} is invalid: true or false")
-        if self.augment is not None:
-            check_choice("augment", self.augment, ("none", "crop-flip"))
         check_eps(self.eps, self.norm)
         if not isinstance(self.final_attack_steps, int) or self.final_attack_steps < 0:
             raise ValueError(f"final_attack_steps={self.final_attack_steps!r} is invalid: a number of PGD "
@@ -203,11 +201,11 @@ PRESETS = {
                   eval_train_size=200, pseudo_epochs=1, final_attack_steps=5),
     # cpu: the miniature where AT overfits robustly (chosen in chapter 2 on AT's validation curves):
     # a SmallCNN of width 8 on 2,000 Fashion-MNIST images, PGD-3 (step 0.04) at eps = 0.1, batch 64,
-    # 100 epochs with decays at 50 and 75 (3,200 SGD steps, 1,600 after the first decay); bf16
-    # where the CPU runs bf16 natively, channels_last on a GPU only (recorded in each run's config.json).
+    # 100 epochs with decays at 50 and 75 (3,200 SGD steps, 1,600 after the first decay). fp32 on
+    # every CPU: bf16 is several times slower where it is emulated, and its numbers would differ by CPU.
     "cpu": dict(dataset="fashion-mnist", model="smallcnn", width=8, train_size=2000, val_size=500,
                 test_size=2000, eps=0.1, attack_steps=3, attack_alpha=0.04, epochs=100, batch_size=64,
-                lr=0.1, weight_decay=5e-4, amp="auto", channels_last="auto", pseudo_epochs=10,
+                lr=0.1, weight_decay=5e-4, amp="none", channels_last=False, pseudo_epochs=10,
                 # the monitor: PGD-5 on 500 train, 500 validation and 500 test images every 5 epochs;
                 # best and last then get PGD-20 on all 2,000 test images (train.final_evaluation)
                 eval_attack_steps=5, eval_train_size=500, eval_test_size=500, eval_every=5,
@@ -270,8 +268,13 @@ def make_config(profile: str | None = None, **overrides) -> Config:
     return Config(**{**PRESETS[profile], **overrides, "profile": profile})
 
 
-def parse_value(text: str):
-    """CLI and papermill strings → Python values: ints, floats, fractions like 8/255, None, booleans."""
+def parse_value(text: str, key: str | None = None):
+    """CLI and papermill strings → Python values: ints, floats, fractions like 8/255, None, booleans.
+
+    For a ``key`` of :data:`CHOICES`, a valid choice stays the string it is (``--amp none`` is
+    ``"none"``, not None)."""
+    if key in CHOICES and text.strip() in CHOICES[key]:
+        return text.strip()
     low = text.strip().lower()
     if low in ("none", "null"):
         return None
@@ -291,6 +294,15 @@ def parse_value(text: str):
         return float(text)
     except ValueError:
         return text
+
+
+def load_saved(path) -> Config:
+    """The :class:`Config` of a run's ``config.json`` (records beside the config's keys, such as the
+    training semantics version, are left out)."""
+    import json
+    from pathlib import Path
+    saved = json.loads(Path(path).read_text())
+    return Config(**{k: v for k, v in saved.items() if k in keys()})
 
 
 def config_diff(old: dict, new: Config) -> dict:

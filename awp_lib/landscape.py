@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import attacks
+from .precision import weights_changed
 from .evaluate import default_alpha
 
 
@@ -67,6 +68,7 @@ def moved(model: nn.Module, directions: list[dict], coeffs: list[float] | None =
                 if c:
                     new.add_(d[n], alpha=float(c))
             params[n].copy_(new)
+        weights_changed()
     try:
         if coeffs is not None:
             go(coeffs)
@@ -75,6 +77,7 @@ def moved(model: nn.Module, directions: list[dict], coeffs: list[float] | None =
         with torch.no_grad():
             for n in names:
                 params[n].copy_(saved[n])
+        weights_changed()
 
 
 # ----------------------------------------------------------------------------- ρ (lines 8-15)
@@ -219,6 +222,7 @@ def flatness(model, data, alpha0: float = 0.5, k: int = 5, gamma: float = 1e-2, 
             with torch.no_grad():  # restore exactly (w + v - v may differ from w in the last bit)
                 for p, w in zip(awp.params, saved):
                     p.copy_(w)
+            weights_changed()
             awp.v = None
             rises.append((worst.sum() - base.sum()).item())
     finally:

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import report
+from . import report, semantics
 from .config import Config, config_diff, make_config, parse_value
 from .data import project_root
 from .validate import check_choice
@@ -210,7 +210,7 @@ def load_parameter_file(path) -> dict:
         raise ValueError(f"{path}: 'profile' is chosen with --profile, not in the parameter file")
     if "seed" in values:
         raise ValueError(f"{path}: 'seed' is set by the suite (use --seeds N for seeds 0..N-1)")
-    values = {k: parse_value(v) if isinstance(v, str) else v for k, v in values.items()}
+    values = {k: parse_value(v, k) if isinstance(v, str) else v for k, v in values.items()}
     try:
         make_config("smoke", **values)
     except (ValueError, TypeError) as e:
@@ -271,11 +271,13 @@ def gpu_hours(run: Run) -> float:
 
 # ----------------------------------------------------------------------------- execution
 def status(run: Run, root: Path) -> str:
-    """``done``; ``trained`` (training finished, the notebook not); ``partial (epoch e/E)`` or
-    ``partial`` (interrupted); or ``todo``."""
+    """``done``; ``stale`` (done under older training semantics); ``trained`` (training finished,
+    the notebook not); ``partial (epoch e/E)`` or ``partial`` (interrupted); or ``todo``."""
     folder = root / run.config.profile / run.name
-    if (folder / "done.json").exists():
+    if _done(folder):
         return "done"
+    if semantics.is_stale(folder):
+        return "stale"  # trained or executed under older training semantics: done again
     owner = _lock_owner(folder)
     if owner is not None:
         return f"running ({owner})"
@@ -285,6 +287,11 @@ def status(run: Run, root: Path) -> str:
         epoch = rows[-1]["epoch"] if rows else 0
         return "trained" if epoch >= run.config.epochs else f"partial (epoch {epoch}/{run.config.epochs})"
     return "partial" if (folder / "notebook.ipynb").exists() else "todo"
+
+
+def _done(folder: Path) -> bool:
+    """Executed to the end under today's training semantics."""
+    return semantics.recorded(folder / "done.json") == semantics.TRAINING_SEMANTICS
 
 
 class RunLocked(RuntimeError):
@@ -341,13 +348,15 @@ def execute_run(run: Run, root: str, gpus: int = 1, log_output: bool = True) -> 
     import papermill as pm
     root = Path(root)
     folder = root / run.config.profile / run.name
+    if semantics.is_stale(folder):  # trained or executed under older semantics: set aside, redone
+        semantics.set_aside(folder)
     folder.mkdir(parents=True, exist_ok=True)
     params = dict(run.parameters)
     if run.notebook == RUN_NOTEBOOK:
         params.update(runs_root=str(root), gpus=gpus)
     lock = _take_lock(folder)   # two suites (or a suite and a Slurm job) never execute one run at once
     try:
-        if (folder / "done.json").exists():  # finished by another process since this one listed it
+        if _done(folder):  # finished by another process since this one listed it
             return {**json.loads((folder / "done.json").read_text()), "already_done": True}
         t0 = time.time()
         pm.execute_notebook(str(project_root() / run.notebook), str(folder / "notebook.ipynb"), parameters=params,
@@ -356,7 +365,7 @@ def execute_run(run: Run, root: str, gpus: int = 1, log_output: bool = True) -> 
     finally:
         lock.unlink(missing_ok=True)
     info = {"run": run.name, "notebook": run.notebook, "parameters": params, "seconds": time.time() - t0,
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), semantics.KEY: semantics.TRAINING_SEMANTICS}
     from .io import save_text
     save_text(json.dumps(info, indent=1), folder / "done.json")
     return info

@@ -14,6 +14,7 @@ the evaluation, ``best`` and the checkpoints' ``model`` are the averaged weights
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -22,11 +23,12 @@ from pathlib import Path
 
 import torch
 
-from . import attacks, data, methods, models
+from . import attacks, data, methods, models, semantics
 from .averaging import WeightAverage
 from .awp import AWP
 from .config import Config, config_diff, keys, make_config, resolve_device
 from .config import parse_value as _parse_value
+from .precision import autocast
 # moved out of this module; still reachable as train.<name> (the chapters and other modules use them)
 from .distributed import _from_rank0, _mean_over_processes, _sum_over_processes, distributed  # noqa: F401
 from .io import atomic_write, load_torch, metrics_csv, save_text, save_torch  # noqa: F401
@@ -131,6 +133,12 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
     out = Path(out) if out is not None else None
     rows, start, best = [], 0, {"val_robust": -1.0, "epoch": None}
     if out is not None:
+        stale = semantics.is_stale(out)
+        if stale and writer:  # trained by an older meaning of the code: kept aside, trained again
+            _log(progress, f"{out}: trained under training semantics v{semantics.recorded(out / 'config.json')}, "
+                           f"today's is v{semantics.TRAINING_SEMANTICS}; moved to {semantics.set_aside(out)}")
+        if stale and world > 1:
+            torch.distributed.barrier()
         if writer:
             (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         saved_cfg = out / "config.json"
@@ -141,7 +149,8 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
                                  + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
                                  + ". Use another --out, or delete that folder to start over.")
         elif writer:
-            save_text(json.dumps(cfg.to_dict(), indent=2), saved_cfg)
+            save_text(json.dumps({**cfg.to_dict(), semantics.KEY: semantics.TRAINING_SEMANTICS}, indent=2),
+                      saved_cfg)
     ck = None  # the last checkpoint of an interrupted or finished run, read once
     if out is not None and (out / "checkpoints" / "last.pt").exists():
         ck = load_torch(out / "checkpoints" / "last.pt")
@@ -184,7 +193,7 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
     val_loader = data.Loader(*splits.val, 512, device=device, **shard)
     n_test = min(cfg.eval_test_size or len(splits.test[1]), len(splits.test[1]))
     test_loader = data.Loader(splits.test[0][:n_test], splits.test[1][:n_test], 512, device=device, **shard)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
+    amp = autocast(device, cfg.amp)   # bf16 without the weight cache: AWP's w + v is seen
 
     if ck is not None:  # resume
         model.load_state_dict(ck.get("trained", ck["model"]))  # with averaging, "model" is the average
@@ -315,7 +324,8 @@ def register_cli(sub) -> None:
     p.add_argument("--progress", default="auto", choices=["auto", "bar", "line", "none"])
     for k in keys():
         if k != "profile":
-            p.add_argument("--" + k.replace("_", "-"), dest=k, type=_parse_value, default=argparse.SUPPRESS)
+            p.add_argument("--" + k.replace("_", "-"), dest=k, type=functools.partial(_parse_value, key=k),
+                           default=argparse.SUPPRESS, metavar=k.upper())
     p.set_defaults(fn=_cmd_train)
 
 

@@ -25,3 +25,6 @@ def test_gpu_check_script_runs_on_a_cpu():
     assert result["device"] == "cpu" and run["model"] == "preactresnet18" and run["amp"] == "bf16"
     assert run["epochs"] == 1 and len(run["epoch_train_s"]) == 1 and run["epoch_train_s"][0] > 0
     assert run["projected_cifar10_train_epoch_s"] > 0
+    check = result["awp_precision"]     # the paper profile's bf16 sees AWP's w + v as fp32 does
+    assert check["amp"] == "bf16" and check["awp_seen"] is True
+    assert check["bf16"]["loss_awp"] != check["bf16"]["loss"]

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from awp_lib import report, reproduce, train
+from awp_lib import report, reproduce, semantics, train
 from awp_lib.config import make_config
 
 
@@ -203,5 +203,9 @@ def test_a_run_finished_by_another_process_meanwhile_is_not_executed_again(tmp_p
     folder = tmp_path / "smoke" / run.name
     folder.mkdir(parents=True)
     (folder / "done.json").write_text(json.dumps({"run": run.name, "seconds": 1.0}))
+    assert reproduce.status(run, tmp_path) == "stale"  # executed under training semantics v1: done again
+    (folder / "done.json").write_text(json.dumps({"run": run.name, "seconds": 1.0,
+                                                  semantics.KEY: semantics.TRAINING_SEMANTICS}))
+    assert reproduce.status(run, tmp_path) == "done"
     info = reproduce.execute_run(run, str(tmp_path))
     assert info["already_done"] and not (folder / "notebook.ipynb").exists() and not (folder / ".lock").exists()
