@@ -226,15 +226,60 @@ def pending(profile: str) -> dict[str, str]:
     return {name: run_state(profile, name) for name in book_runs(profile)}
 
 
-def train_all(profile: str, only: str | None = None, progress: str = "auto") -> list[dict]:
-    """Train, resume or skip every run of :func:`book_runs` in order; one line per finished run
-    (name, minutes, headline numbers) under a progress bar over the runs."""
-    import fnmatch
-    import sys
+def default_jobs(memory_per_run_gib: float = 1.5) -> int:
+    """Parallel runs by default: the cores this process may use, capped by the free memory
+    (``memory_per_run_gib`` per run: one torch process training a miniature)."""
+    import os
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        with open("/proc/meminfo") as f:
+            free_kib = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+        by_memory = int(free_kib / 2**20 / memory_per_run_gib)
+    except (OSError, StopIteration):
+        by_memory = cores
+    return max(1, min(cores, by_memory))
+
+
+def _train_one(profile: str, name: str, overrides: dict) -> dict:
+    """One run in a worker process, with one intra-op thread: a run's numbers do not depend on how
+    many run beside it (the thread count changes the order of float sums)."""
     import time
+    import traceback
+
+    import torch
+
+    from . import book
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    try:
+        rows = book.train_run(name, profile, _progress="none", **overrides)
+    except Exception as e:  # reported by the parent; the other runs go on
+        return {"run": name, "minutes": (time.perf_counter() - t0) / 60,
+                "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+    last = rows[-1]
+    return {"run": name, "minutes": (time.perf_counter() - t0) / 60, "last": last,
+            **{k: last.get(k) for k in ("train_robust", "val_robust", "test_natural", "test_robust")}}
+
+
+class RunsFailed(RuntimeError):
+    """Some of the book's runs raised; the others finished."""
+
+
+def train_all(profile: str, only: str | None = None, progress: str = "auto", jobs: int | None = None) -> list[dict]:
+    """Train, resume or skip every run of :func:`book_runs`, ``jobs`` at a time (default
+    :func:`default_jobs`), each in its own process with one thread; one progress bar over the
+    runs, one line per finished or failed run (name, minutes, headline numbers). A failed run does
+    not stop the others: :class:`RunsFailed` is raised at the end, naming each."""
+    import fnmatch
+    import multiprocessing
+    import sys
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from . import book
     from .progress import _fmt
+    jobs = default_jobs() if jobs is None else jobs
+    if not (isinstance(jobs, int) and jobs >= 1):
+        raise ValueError(f"jobs={jobs!r} is invalid: a positive number of parallel runs")
     runs = book_runs(profile)
     if only:
         globs = [g.strip() for g in only.split(",") if g.strip()]
@@ -247,24 +292,38 @@ def train_all(profile: str, only: str | None = None, progress: str = "auto") -> 
         from tqdm.auto import tqdm
         bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=f"book runs ({profile})")
         say = tqdm.write
-    say(f"book runs ({profile}): {len(runs)} in all, {len(runs) - len(todo)} done, "
-        f"{sum(states[n] == 'partial' for n in todo)} to resume, {sum(states[n] == 'new' for n in todo)} new")
-    summary = []
-    for i, name in enumerate(todo, 1):
+    count = {s: sum(states[n] == s for n in todo) for s in ("partial", "stale", "new")}
+    say(f"book runs ({profile}): {len(runs)} in all, {len(runs) - len(todo)} done, {count['partial']} to resume, "
+        f"{count['stale']} stale (set aside, trained again), {count['new']} new; {min(jobs, len(todo) or 1)} "
+        "at a time, one thread each")
+    summary, failed = [], {}
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no inherited threads
+    with ProcessPoolExecutor(max_workers=min(jobs, len(todo) or 1), mp_context=ctx) as pool:
+        pending_ = {pool.submit(_train_one, profile, name, runs[name]): name for name in todo}
         if bar is None:
-            say(f"[{i}/{len(todo)}] {name} ({states[name]})")
-        t0 = time.perf_counter()
-        rows = book.train_run(name, profile, _progress="none" if bar is not None else "line", **runs[name])
-        last = rows[-1]
-        minutes = (time.perf_counter() - t0) / 60
-        took = f"{60 * minutes:.0f} s" if minutes < 2 else f"{minutes:.1f} min"
-        say(f"done {name}: {took}, {_fmt(last)}")
-        summary.append({"run": name, "minutes": minutes, **{k: last.get(k) for k in
-                        ("train_robust", "val_robust", "test_natural", "test_robust")}})
-        if bar is not None:
-            bar.update(1)
+            for i, name in enumerate(todo, 1):
+                say(f"[{i}/{len(todo)}] queued {name} ({states[name]})")
+        finished = 0
+        while pending_:
+            done, _ = wait(pending_, return_when=FIRST_COMPLETED)
+            for f in done:
+                pending_.pop(f)
+                r = f.result()
+                finished += 1
+                took = f"{60 * r['minutes']:.0f} s" if r["minutes"] < 2 else f"{r['minutes']:.1f} min"
+                if "error" in r:
+                    failed[r["run"]] = r["error"]
+                    say(f"[{finished}/{len(todo)}] FAILED {r['run']} after {took}: {r['error']}\n{r['traceback']}")
+                else:
+                    say(f"[{finished}/{len(todo)}] done {r['run']}: {took}, {_fmt(r.pop('last'))}")
+                    summary.append(r)
+                if bar is not None:
+                    bar.update(1)
     if bar is not None:
         bar.close()
+    if failed:
+        raise RunsFailed(f"{len(failed)} of {len(todo)} runs failed (the others finished): "
+                         + "; ".join(f"{k}: {v}" for k, v in failed.items()))
     return summary
 
 
@@ -276,6 +335,9 @@ def register_cli(sub) -> None:
     p.add_argument("--only", default=None, help="comma list of globs of run names")
     p.add_argument("--list", action="store_true", help="list the runs and their state; train nothing")
     p.add_argument("--progress", default="auto", choices=["auto", "bar", "line"])
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs trained at once, one process and one thread each (default: the cores, "
+                        "capped by free memory at 1.5 GiB per run); a run's numbers do not depend on it")
     p.set_defaults(fn=_cmd)
 
 
@@ -287,4 +349,4 @@ def _cmd(args) -> None:
         for name, state in pending(profile).items():
             print(f"{state:8} {name}")
         return
-    train_all(profile, args.only, args.progress)
+    train_all(profile, args.only, args.progress, args.jobs)

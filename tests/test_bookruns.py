@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from awp_lib import book, bookruns
+from awp_lib import book, bookruns, data
 from awp_lib.config import make_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,8 +49,36 @@ def test_chapter_parameters_are_checked():
 
 @pytest.fixture()
 def runs_root(tmp_path, monkeypatch):
-    monkeypatch.setattr(book, "run_dir", lambda profile, name: tmp_path / profile / name)
-    return tmp_path
+    """Runs under ``tmp_path/runs`` (``$AWP_HOME``, which the worker processes inherit), data as before."""
+    monkeypatch.setenv("AWP_DATA", str(data.data_root()))
+    monkeypatch.setenv("AWP_HOME", str(tmp_path))
+    return tmp_path / "runs"
+
+
+def test_a_runs_numbers_do_not_depend_on_jobs(tmp_path, monkeypatch):
+    """Two smoke runs trained one at a time and two at a time end with exactly the same metrics."""
+    import json
+    monkeypatch.setenv("AWP_DATA", str(data.data_root()))
+    metrics = {}
+    for jobs in (1, 2):
+        monkeypatch.setenv("AWP_HOME", str(tmp_path / f"jobs{jobs}"))
+        done = bookruns.train_all("smoke", only="ch1-*", progress="line", jobs=jobs)
+        assert sorted(r["run"] for r in done) == ["ch1-at-s0", "ch1-standard-s0"]
+        metrics[jobs] = {n: json.loads((tmp_path / f"jobs{jobs}" / "runs" / "smoke" / n / "metrics.json")
+                                       .read_text()) for n in ("ch1-at-s0", "ch1-standard-s0")}
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time")} for r in rows]  # noqa: E731
+    assert {n: strip(r) for n, r in metrics[1].items()} == {n: strip(r) for n, r in metrics[2].items()}
+
+
+def test_a_failed_run_is_reported_and_the_others_finish(runs_root, monkeypatch, capsys):
+    real = bookruns.book_runs
+    monkeypatch.setattr(bookruns, "book_runs", lambda profile: {
+        **{k: v for k, v in real(profile).items() if k == "ch1-at-s0"}, "ch1-bad-s0": dict(method="at", lr=-1.0)})
+    with pytest.raises(bookruns.RunsFailed, match="ch1-bad-s0: ValueError: lr=-1.0"):
+        bookruns.train_all("smoke", progress="line", jobs=2)
+    out = capsys.readouterr().out
+    assert "FAILED ch1-bad-s0" in out and "done ch1-at-s0" in out
+    assert book.run_state("smoke", "ch1-at-s0") == "done"
 
 
 def test_train_all_trains_then_skips_and_read_mode_reads(runs_root, monkeypatch, capsys):
