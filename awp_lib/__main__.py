@@ -57,7 +57,7 @@ def _extra_commands():
     """Sub-commands of other modules (train, landscape, evaluate, reproduce), registered when present."""
     import importlib
     out = []
-    for mod in ("train", "landscape", "evaluate_cli", "reproduce", "bookruns"):
+    for mod in ("train", "landscape", "evaluate_cli", "reproduce", "bookruns", "levers"):
         try:
             m = importlib.import_module(f"awp_lib.{mod}")
         except ModuleNotFoundError as e:

@@ -266,11 +266,23 @@ class RunsFailed(RuntimeError):
 
 
 def train_all(profile: str, only: str | None = None, progress: str = "auto", jobs: int | None = None) -> list[dict]:
-    """Train, resume or skip every run of :func:`book_runs`, ``jobs`` at a time (default
-    :func:`default_jobs`), each in its own process with one thread; one progress bar over the
-    runs, one line per finished or failed run (name, minutes, headline numbers). A failed run does
-    not stop the others: :class:`RunsFailed` is raised at the end, naming each."""
+    """Train, resume or skip every run of :func:`book_runs` (or those matching the globs of
+    ``only``): :func:`train_runs`."""
     import fnmatch
+    runs = book_runs(profile)
+    if only:
+        globs = [g.strip() for g in only.split(",") if g.strip()]
+        runs = {k: v for k, v in runs.items() if any(fnmatch.fnmatch(k, g) for g in globs)}
+    return train_runs(profile, runs, progress, jobs, f"book runs ({profile})")
+
+
+def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs: int | None = None,
+               title: str = "runs") -> list[dict]:
+    """Train, resume or skip ``runs`` (``{name: config overrides}`` under ``runs/<profile>/``),
+    ``jobs`` at a time (default :func:`default_jobs`), each in its own process with one thread;
+    one progress bar over the runs, one line per finished or failed run (name, minutes, headline
+    numbers). A failed run does not stop the others: :class:`RunsFailed` is raised at the end,
+    naming each."""
     import multiprocessing
     import sys
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -280,20 +292,16 @@ def train_all(profile: str, only: str | None = None, progress: str = "auto", job
     jobs = default_jobs() if jobs is None else jobs
     if not (isinstance(jobs, int) and jobs >= 1):
         raise ValueError(f"jobs={jobs!r} is invalid: a positive number of parallel runs")
-    runs = book_runs(profile)
-    if only:
-        globs = [g.strip() for g in only.split(",") if g.strip()]
-        runs = {k: v for k, v in runs.items() if any(fnmatch.fnmatch(k, g) for g in globs)}
     states = {name: book.run_state(profile, name) for name in runs}
     todo = [n for n in runs if states[n] != "done"]
     say = print
     bar = None
     if progress == "bar" or (progress == "auto" and sys.stderr.isatty()):
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=f"book runs ({profile})")
+        bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=title)
         say = tqdm.write
     count = {s: sum(states[n] == s for n in todo) for s in ("partial", "stale", "new")}
-    say(f"book runs ({profile}): {len(runs)} in all, {len(runs) - len(todo)} done, {count['partial']} to resume, "
+    say(f"{title}: {len(runs)} in all, {len(runs) - len(todo)} done, {count['partial']} to resume, "
         f"{count['stale']} stale (set aside, trained again), {count['new']} new; {min(jobs, len(todo) or 1)} "
         "at a time, one thread each")
     summary, failed = [], {}

@@ -74,7 +74,8 @@ class Config:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     nesterov: bool = False
-    schedule: str = "piecewise"      # piecewise (x0.1 at 50%, 75%) | cosine | cyclic | constant
+    schedule: str = "piecewise"      # piecewise (x0.1 at each of `decays`) | cosine | cyclic | constant
+    decays: list = dataclasses.field(default_factory=lambda: [0.5, 0.75])  # piecewise: fractions of training
     cyclic_peak: float = 0.4         # cyclic: fraction of training where lr peaks (80/200 in the paper)
     regularizer: str = "none"        # Appendix F: none | l1 | l2 | cutout | mixup
     reg_strength: float | None = None  # l1 5e-6, l2 5e-3, cutout patch 14 (px), mixup α 1.4
@@ -102,6 +103,10 @@ class Config:
     compile: bool = False            # torch.compile the model for training
 
     def __post_init__(self):
+        if isinstance(self.decays, str):  # the CLI and papermill: "0.25,0.75"
+            self.decays = [parse_value(d) for d in self.decays.split(",") if d.strip()]
+        if isinstance(self.decays, tuple):
+            self.decays = list(self.decays)
         if self.amp == "auto":
             self.amp = resolve_amp(self.model, self.device)
         if self.channels_last == "auto":
@@ -182,6 +187,11 @@ class Config:
         if not (isinstance(self.label_noise, (int, float)) and not isinstance(self.label_noise, bool)
                 and 0 <= self.label_noise < 1):
             raise ValueError(f"label_noise={self.label_noise!r} is invalid: a fraction of training labels in [0, 1)")
+        if not (isinstance(self.decays, list) and all(isinstance(d, (int, float)) and not isinstance(d, bool)
+                                                      and 0 < d < 1 for d in self.decays)
+                and self.decays == sorted(self.decays)):
+            raise ValueError(f"decays={self.decays!r} is invalid: increasing fractions of training strictly "
+                             "between 0 and 1, e.g. 0.5,0.75")
         if not 0 < self.cyclic_peak < 1:
             raise ValueError(f"cyclic_peak={self.cyclic_peak!r} is invalid: a fraction strictly between 0 and 1")
         if not 0 <= self.unsup_fraction < 1:
@@ -203,7 +213,7 @@ PRESETS = {
     # a SmallCNN of width 8 on 2,000 Fashion-MNIST images, PGD-3 (step 0.04) at eps = 0.1, batch 64,
     # 100 epochs with decays at 50 and 75 (3,200 SGD steps, 1,600 after the first decay). fp32 on
     # every CPU: bf16 is several times slower where it is emulated, and its numbers would differ by CPU.
-    "cpu": dict(dataset="fashion-mnist", model="smallcnn", width=8, train_size=2000, val_size=500,
+    "cpu": dict(dataset="fashion-mnist", model="smallcnn", width=8, train_size=2000, val_size=1000,
                 test_size=2000, eps=0.1, attack_steps=3, attack_alpha=0.04, epochs=100, batch_size=64,
                 lr=0.1, weight_decay=5e-4, amp="none", channels_last=False, pseudo_epochs=10,
                 # the monitor: PGD-5 on 500 train, 500 validation and 500 test images every 5 epochs;

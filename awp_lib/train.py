@@ -43,11 +43,11 @@ class TrainingDiverged(RuntimeError):
 
 # ----------------------------------------------------------------------------- schedules (C.1)
 def lr_at(cfg: Config, t: float) -> float:
-    """Learning rate at fractional epoch ``t``: piecewise (x0.1 at 50% and 75%), cosine
+    """Learning rate at fractional epoch ``t``: piecewise (x0.1 at each fraction of ``decays``), cosine
     lr/2·(cos(πt/T) + 1), cyclic (0 → lr at ``cyclic_peak``·T → 0 at T), or constant."""
     T = cfg.epochs
     if cfg.schedule == "piecewise":
-        return cfg.lr * (0.1 ** ((t >= 0.5 * T) + (t >= 0.75 * T)))
+        return cfg.lr * (0.1 ** sum(t >= d * T for d in cfg.decays))
     if cfg.schedule == "cosine":
         return cfg.lr / 2 * (math.cos(math.pi * t / T) + 1)
     if cfg.schedule == "cyclic":

@@ -1,0 +1,125 @@
+"""Choosing the ``cpu`` miniature: AT under the levers of robust overfitting, read on validation.
+
+Robust overfitting grows with capacity relative to the data, with the epochs spent after the
+first learning-rate decay, with a smaller learning rate after it and with less weight decay
+(Rice et al.; ``shared/reference/awp.md`` §8). Each setting of :data:`SETTINGS` changes some of
+these on the ``cpu`` preset and trains AT only, over several seeds; :func:`summary` reads each
+run's *validation* curve (the per-epoch monitor: PGD on the held-out split) and its training
+robust accuracy: best → last, the fall after the best epoch, how far train robust accuracy
+climbs after the decay, and the cost of a run. No AWP run and no test number takes part.
+
+``python -m awp_lib levers --seeds 3`` trains the study (in parallel, as ``book-runs``) and
+writes ``configs/levers-cpu.json``, which chapter 2 shows.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+
+from .validate import check_choice
+
+# name: (overrides of the cpu preset, what changes)
+SETTINGS = {
+    "w8": (dict(width=8), "width 8 (the earlier preset)"),
+    "w16": (dict(width=16), "width 16"),
+    "w16-early": (dict(width=16, epochs=80, decays=[0.25, 0.75]),
+                  "width 16; 80 epochs, decays at 20 and 60 (60 epochs after the first)"),
+    "w16-early-wd0": (dict(width=16, epochs=80, decays=[0.25, 0.75], weight_decay=0.0),
+                      "as w16-early, weight decay 0"),
+    "w32-early": (dict(width=32, epochs=80, decays=[0.25, 0.75]), "as w16-early, width 32"),
+}
+# The study reads the monitor only: no final evaluation of test images.
+STUDY = dict(method="at", final_attack_steps=0)
+
+
+def lever_runs(seeds: int = 3, settings: list[str] | None = None) -> dict[str, dict]:
+    """``{run name: overrides}`` of the study: ``lever-<setting>-s<seed>``."""
+    names = settings or list(SETTINGS)
+    for n in names:
+        check_choice("lever setting", n, tuple(SETTINGS))
+    return {f"lever-{n}-s{s}": dict(SETTINGS[n][0], seed=s, **STUDY) for n in names for s in range(seeds)}
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
+    return mean, sd / math.sqrt(n)
+
+
+def run_levers(rows: list[dict]) -> dict:
+    """One run's numbers on validation: best epoch, best and last validation robust accuracy, the
+    drop, and train robust accuracy at the first decay and at the end (the monitor's, at w)."""
+    from .book import decay_epochs
+    ev = [r for r in rows if "val_robust" in r]
+    best = max(ev, key=lambda r: r["val_robust"])
+    decay = (decay_epochs(rows) or [rows[-1]["epoch"]])[0]
+    at_decay = [r for r in ev if r["epoch"] <= decay][-1]
+    return {"best_epoch": best["epoch"], "best_val_robust": best["val_robust"], "last_val_robust": ev[-1]["val_robust"],
+            "val_drop": best["val_robust"] - ev[-1]["val_robust"], "train_robust_at_decay": at_decay["train_robust"],
+            "train_robust_end": ev[-1]["train_robust"],
+            "train_robust_rise": ev[-1]["train_robust"] - at_decay["train_robust"],
+            "minutes": sum(r["time_total"] for r in rows) / 60}
+
+
+def summary(profile: str = "cpu", seeds: int = 3, settings: list[str] | None = None) -> list[dict]:
+    """Per setting: mean ± standard error over the finished seeds of :func:`run_levers`."""
+    from .book import run_dir
+    out = []
+    for name in settings or list(SETTINGS):
+        per_seed = []
+        for s in range(seeds):
+            folder = run_dir(profile, f"lever-{name}-s{s}")
+            if (folder / "metrics.json").exists():
+                rows = json.loads((folder / "metrics.json").read_text())
+                epochs = json.loads((folder / "config.json").read_text())["epochs"]
+                if rows and rows[-1]["epoch"] >= epochs:  # finished runs only
+                    per_seed.append(run_levers(rows))
+        if not per_seed:
+            continue
+        row = {"setting": name, "what": SETTINGS[name][1], "overrides": SETTINGS[name][0], "seeds": len(per_seed),
+               "per_seed": per_seed}
+        for k in per_seed[0]:
+            row[k], row[f"{k}_se"] = _mean_se([p[k] for p in per_seed])
+        row["goal_met"] = bool(row["val_drop"] >= 0.02 and row["val_drop"] > 3 * row["val_drop_se"]
+                               and row["train_robust_rise"] >= 0.10)
+        out.append(row)
+    return out
+
+
+def register_cli(sub) -> None:
+    p = sub.add_parser("levers", help="train AT under the levers of robust overfitting (the cpu miniature's "
+                                      "choice, on validation) and write the summary")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--settings", default="", help=f"comma list of {', '.join(SETTINGS)} (default: all)")
+    p.add_argument("--jobs", type=int, default=None, help="runs at once (default: the cores, capped by memory)")
+    p.add_argument("--out", default=None, help="summary JSON (default: configs/levers-cpu.json)")
+    p.add_argument("--summary-only", action="store_true", help="train nothing; summarise finished runs")
+    p.add_argument("--progress", default="auto", choices=["auto", "bar", "line"])
+    p.set_defaults(fn=_cmd)
+
+
+def _cmd(args) -> None:
+    from pathlib import Path
+
+    from .bookruns import train_runs
+    from .data import project_root
+    from .io import save_text
+    settings = [s.strip() for s in args.settings.split(",") if s.strip()] or None
+    if not args.summary_only:
+        train_runs("cpu", lever_runs(args.seeds, settings), args.progress, args.jobs, "lever study (cpu)")
+    rows = summary("cpu", args.seeds, settings)
+    for r in rows:
+        print(f"{r['setting']:>14}: validation {100 * r['best_val_robust']:.1f} -> {100 * r['last_val_robust']:.1f}, "
+              f"drop {100 * r['val_drop']:.2f} ± {100 * r['val_drop_se']:.2f}, train robust +"
+              f"{100 * r['train_robust_rise']:.1f}, {r['minutes']:.1f} min per run ({r['seeds']} seeds)"
+              f"{', goal met' if r['goal_met'] else ''}")
+    out = Path(args.out) if args.out else project_root() / "configs" / "levers-cpu.json"
+    record = {"measured": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {platform.processor() or ''}"
+              .strip(", "), "threads_per_run": 1, "criterion": "validation only (AT runs; no test image, no AWP)",
+              "goal": "val_drop >= 2 points and > 3 SE; train robust rises >= 10 points after the first decay",
+              "settings": rows}
+    save_text(json.dumps(record, indent=1), out)
+    print(f"summary: {out}")
