@@ -34,6 +34,11 @@ def perturbable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if p.dim() > 1 and p.requires_grad]
 
 
+# The paper's budgets: AT vs AT-AWP (Table 3; the official logs behind it record awp_size=0.01), and
+# Appendix F's for Tables 4 and 5 and the other methods' AWP ("we all set γ = 5 × 10⁻³").
+GAMMA_TABLE3 = 1e-2
+GAMMA_APPENDIX_F = 5e-3
+
 DIRECTIONS = ("adversarial", "random")
 SCOPES = ("layer", "global")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+from .awp import GAMMA_APPENDIX_F, GAMMA_TABLE3
 from .config import make_config
 from .validate import check_choice
 
@@ -31,26 +32,31 @@ CH2_WHEN = {
     "cpu": {"mlp": dict(model="mlp"), "n500": dict(train_size=500), "noise0.2": dict(label_noise=0.2)},
     "paper": None,
 }
-# Chapter 4. gamma is fixed from the paper (Appendix F: 5e-3) before any AWP run; `controls`:
-# issue 13's runs beside AT and AT-AWP (random direction at gamma and 10 gamma, one global budget,
-# EMA of the weights), for `control_seeds` seeds.
+# Chapter 4. The budgets are the paper's, fixed before any AWP run: `gamma` for AT vs AT-AWP, the
+# gamma sweep's centre and the controls (Table 3), `gamma_tables` for the regulariser tables
+# (Tables 4 and 5, Appendix F). `controls`: runs beside AT and AT-AWP (random direction at gamma and
+# 10 gamma, one global budget, EMA of the weights), for `control_seeds` seeds.
 CH4 = {
-    "smoke": dict(seeds=1, gamma=1e-2, gammas=[0, 1e-2], regularizers=["l2"], norms=["linf"], control_seeds=1),
-    "cpu": dict(seeds=5, gamma=5e-3, gammas=[0, 5e-3, 2e-2], regularizers=["l2", "mixup"],
+    "smoke": dict(seeds=1, gamma=GAMMA_TABLE3, gamma_tables=GAMMA_APPENDIX_F, gammas=[0, GAMMA_TABLE3],
+                  regularizers=["l2"], norms=["linf"], control_seeds=1),
+    "cpu": dict(seeds=5, gamma=GAMMA_TABLE3, gamma_tables=GAMMA_APPENDIX_F,
+                gammas=[0, GAMMA_APPENDIX_F, GAMMA_TABLE3, 2e-2], regularizers=["l2", "mixup"],
                 norms=["linf"], control_seeds=1),
-    "paper": dict(seeds=5, gamma=5e-3, gammas=[0, 1e-3, 2.5e-3, 5e-3, 1e-2, 2e-2],
-                  regularizers=["l1", "l2", "cutout", "mixup"], norms=["linf", "l2"], control_seeds=3),
+    "paper": dict(seeds=5, gamma=GAMMA_TABLE3, gamma_tables=GAMMA_APPENDIX_F,
+                  gammas=[0, 1e-3, 2.5e-3, 5e-3, 1e-2, 2e-2], regularizers=["l1", "l2", "cutout", "mixup"],
+                  norms=["linf", "l2"], control_seeds=3),
 }
 CONTROLS = ("at", "awp", "rwp", "rwp10", "awp-global", "ema")
 CH5_METHODS = ("trades", "mart", "rst")
 CH5 = {  # `extra`: overrides of all six runs; `method_extra`: per method (paper: the tables' WRN-34-10)
-    "smoke": dict(extra={}, method_extra={}, gamma=1e-2, methods=list(CH5_METHODS)),
+    "smoke": dict(extra={}, method_extra={}, gamma=GAMMA_APPENDIX_F, methods=list(CH5_METHODS)),
     # cpu: MART at the MART code's lr 0.01 (at 0.1 it diverged to NaN at epoch 19 on the miniature)
-    "cpu": dict(extra={"epochs": 40}, method_extra={"mart": {"lr": 0.01}}, gamma=5e-3, methods=list(CH5_METHODS)),
+    "cpu": dict(extra={"epochs": 40}, method_extra={"mart": {"lr": 0.01}}, gamma=GAMMA_APPENDIX_F,
+                methods=list(CH5_METHODS)),
     "paper": dict(extra={}, method_extra={"trades": {"model": "wrn-34-10"}, "mart": {"model": "wrn-34-10"}},
-                  gamma=5e-3, methods=["trades", "mart"]),
+                  gamma=GAMMA_APPENDIX_F, methods=["trades", "mart"]),
 }
-RUN_PAGE_CONFIG = {"method": "at", "awp_gamma": 5e-3}  # book/run.ipynb's default `config`
+RUN_PAGE_CONFIG = {"method": "at", "awp_gamma": GAMMA_TABLE3}  # book/run.ipynb's default `config`
 
 
 # ----------------------------------------------------------------------------- chapter 1
@@ -162,7 +168,7 @@ def ch4_runs(profile: str, **params) -> dict[str, dict]:
     runs += [ch4_at_awp(g, 0) for g in p["gammas"]]
     for norm in p["norms"]:
         runs += [ch4_reg(profile, norm)] + [ch4_reg(profile, norm, regularizer=r) for r in p["regularizers"]]
-        runs += [ch4_reg(profile, norm, awp_gamma=p["gamma"])]
+        runs += [ch4_reg(profile, norm, awp_gamma=CH4[profile]["gamma_tables"])]
     runs += [ch4_control(profile, c, s, p["gamma"]) for c in CONTROLS for s in range(CH4[profile]["control_seeds"])]
     return dict(runs)
 

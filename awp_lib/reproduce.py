@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import report, semantics
+from .awp import GAMMA_APPENDIX_F, GAMMA_TABLE3
 from .config import Config, config_diff, make_config, parse_value
 from .data import project_root
 from .validate import check_choice
 
 RUN_NOTEBOOK = "book/run.ipynb"
 CH3_NOTEBOOK = "book/ch3_landscape.ipynb"
-GAMMA = 5e-3            # Appendix F: "For AWP, we all set γ = 5 × 10⁻³" (Tables 3-5)
 L2_EPS = {"paper": 128 / 255, "cpu": 1.0, "smoke": 1.0}   # L2 radius; Fashion-MNIST: 784 pixels in [0, 1]
 REGULARIZERS = ("l1", "l2", "cutout", "mixup")
 SEEDS = {"smoke": 2, "cpu": 5, "paper": 5}
@@ -59,9 +59,9 @@ class Run:
 
 
 def run_name(cfg: Config) -> str:
-    """The chapters' naming: ``at-piecewise-s0``, ``at-awp0.005-s0``, ``at-l2-s0``, ``trades-awp0.005-s0``;
-    the controls ``at-rwp0.005-s0`` (random direction), ``at-awp0.005-global-s0``, ``at-ema-s0``,
-    ``at-awp0.005-swa-s0``; plus ``-<model>-<dataset>-<norm>-eps<eps>`` for what differs from the
+    """The chapters' naming: ``at-piecewise-s0``, ``at-awp0.01-s0``, ``at-l2-s0``, ``trades-awp0.005-s0``;
+    the controls ``at-rwp0.01-s0`` (random direction), ``at-awp0.01-global-s0``, ``at-ema-s0``,
+    ``at-awp0.01-swa-s0``; plus ``-<model>-<dataset>-<norm>-eps<eps>`` for what differs from the
     profile's preset."""
     preset = make_config(cfg.profile)
     if cfg.method == "at" and cfg.awp_gamma == 0 and cfg.regularizer == "none" and cfg.weight_average == "none":
@@ -89,20 +89,21 @@ def threat(profile: str, dataset: str, norm: str) -> dict:
     return out
 
 
-def _methods(names) -> dict[str, dict]:
-    table = {"AT": dict(method="at"), "AT-AWP": dict(method="at", awp_gamma=GAMMA)}
+def _methods(names, gamma: float = GAMMA_APPENDIX_F) -> dict[str, dict]:
+    table = {"AT": dict(method="at"), "AT-AWP": dict(method="at", awp_gamma=gamma)}
     table.update({f"AT+{r.upper()}": dict(method="at", regularizer=r) for r in REGULARIZERS})
-    table.update({"TRADES-AWP": dict(method="trades", awp_gamma=GAMMA, awp_warmup=10),
-                  "MART-AWP": dict(method="mart", awp_gamma=GAMMA, awp_warmup=10)})
+    table.update({"TRADES-AWP": dict(method="trades", awp_gamma=GAMMA_APPENDIX_F, awp_warmup=10),
+                  "MART-AWP": dict(method="mart", awp_gamma=GAMMA_APPENDIX_F, awp_warmup=10)})
     return {n: table[n] for n in names}
 
 
-def _table_runs(profile, datasets, norms, method_names, seeds, overrides, extra=None, battery="pgd20") -> list[Run]:
+def _table_runs(profile, datasets, norms, method_names, seeds, overrides, extra=None, battery="pgd20",
+                gamma: float = GAMMA_APPENDIX_F) -> list[Run]:
     datasets = datasets if profile == "paper" else ["fashion-mnist"]
     out = []
     for d in datasets:
         for norm in norms:
-            for m, mcfg in _methods(method_names).items():
+            for m, mcfg in _methods(method_names, gamma).items():
                 for s in seeds:
                     kw = {**threat(profile, d, norm), **mcfg, **(extra or {}), **overrides, "seed": s}
                     if kw.get("awp_gamma", 0) > 0 and profile == "paper" and d == "svhn":
@@ -150,7 +151,7 @@ class Suite:
         n = self.name
         if n == "table3":
             return _table_runs(profile, ["cifar10", "cifar100", "svhn"], ["linf", "l2"], ["AT", "AT-AWP"],
-                               seed_list, overrides)
+                               seed_list, overrides, gamma=GAMMA_TABLE3)
         if n in ("table4", "table5"):
             return _table_runs(profile, ["cifar10"], ["linf" if n == "table4" else "l2"],
                                ["AT", *[f"AT+{r.upper()}" for r in REGULARIZERS], "AT-AWP"], seed_list, overrides)

@@ -19,7 +19,7 @@ def test_table3_paper_expands_to_the_60_runs_of_the_paper():
     for r in runs:
         c = r.config
         assert (c.model, c.epochs, c.batch_size) == ("preactresnet18", 200, 128)
-        assert c.awp_gamma == (5e-3 if r.axes["method"] == "AT-AWP" else 0)
+        assert c.awp_gamma == (1e-2 if r.axes["method"] == "AT-AWP" else 0)   # the official Table 3 logs
         assert math.isclose(c.eps, 8 / 255 if c.norm == "linf" else 128 / 255)
         assert math.isclose(c.alpha, (1 / 255 if c.dataset == "svhn" else 2 / 255) if c.norm == "linf" else 15 / 255)
         assert c.lr == (0.01 if c.dataset == "svhn" else 0.1)
@@ -31,6 +31,7 @@ def test_other_suites_expand():
     t4 = reproduce.get_suite("table4").runs("paper")
     assert len(t4) == 30 and {r.config.regularizer for r in t4} == {"none", "l1", "l2", "cutout", "mixup"}
     assert all(r.config.norm == "linf" for r in t4)
+    assert {r.config.awp_gamma for r in t4} == {0, 5e-3}   # Appendix F's budget for Tables 4 and 5
     assert all(r.config.norm == "l2" for r in reproduce.get_suite("table5").runs("paper"))
     wrn = reproduce.get_suite("benchmark-wrn").runs("paper")
     assert [r.config.method for r in wrn] == ["at", "trades", "mart"] and {r.config.model for r in wrn} == {"wrn-34-10"}
@@ -98,16 +99,16 @@ def _interrupt_after_first_epoch(monkeypatch):
 
 def test_reproduce_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, monkeypatch):
     root, log = tmp_path / "runs", []
-    kw = dict(profile="smoke", only="at-awp0.005-s*", runs_root=str(root), log_output=False, out=log.append)
+    kw = dict(profile="smoke", only="at-awp0.01-s*", runs_root=str(root), log_output=False, out=log.append)
     first = reproduce.run_suite("table3", max_runs=1, **kw)
-    assert first["executed"] == ["at-awp0.005-s0"]
-    done0 = root / "smoke" / "at-awp0.005-s0"
+    assert first["executed"] == ["at-awp0.01-s0"]
+    done0 = root / "smoke" / "at-awp0.01-s0"
     assert (done0 / "done.json").exists() and (done0 / "notebook.ipynb").exists()
     assert (done0 / "result.json").exists() and (done0 / "checkpoints" / "last.pt").exists()
     stamp = {p.name: p.stat().st_mtime_ns for p in done0.iterdir() if p.is_file()}
 
     # seed 1 is interrupted after its first epoch (as by a kill): a checkpoint, no done.json
-    run1 = [r for r in reproduce.get_suite("table3").runs("smoke") if r.name == "at-awp0.005-s1"][0]
+    run1 = [r for r in reproduce.get_suite("table3").runs("smoke") if r.name == "at-awp0.01-s1"][0]
     with monkeypatch.context() as m:
         _interrupt_after_first_epoch(m)
         with pytest.raises(KeyboardInterrupt):
@@ -117,20 +118,20 @@ def test_reproduce_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, mo
     assert reproduce.status(run1, root) == "partial (epoch 1/2)"
 
     second = reproduce.run_suite("table3", **kw)
-    assert second["executed"] == ["at-awp0.005-s1"], "the finished run must be skipped"
+    assert second["executed"] == ["at-awp0.01-s1"], "the finished run must be skipped"
     assert {p.name: p.stat().st_mtime_ns for p in done0.iterdir() if p.is_file()} == stamp
     rows = json.loads((root / "smoke" / run1.name / "metrics.json").read_text())
     # (the final evaluation adds final_* columns to the best epoch's row: compare the rest)
     assert [r["epoch"] for r in rows] == [1, 2], "resumed, not restarted"
     assert {k: rows[0][k] for k in row1[0]} == row1[0], "resumed, not restarted"
     nb = json.loads((root / "smoke" / run1.name / "notebook.ipynb").read_text())
-    assert nb["metadata"]["papermill"]["parameters"]["name"] == "at-awp0.005-s1"
+    assert nb["metadata"]["papermill"]["parameters"]["name"] == "at-awp0.01-s1"
 
     # the aggregated table: AT-AWP, 2 seeds, mean of the two runs' numbers
     table = json.loads((reproduce.project_root() / "results" / "smoke" / "reproduce-table3.json").read_text())
     (row,) = [r for r in table["table"] if r["method"] == "AT-AWP" and r["norm"] == "linf"]
     assert row["seeds"] == [0, 1]
-    sums = [report.run_summary(root / "smoke" / n) for n in ("at-awp0.005-s0", "at-awp0.005-s1")]
+    sums = [report.run_summary(root / "smoke" / n) for n in ("at-awp0.01-s0", "at-awp0.01-s1")]
     assert math.isclose(row["robust_last"][0], (sums[0]["robust_last"] + sums[1]["robust_last"]) / 2)
     third = reproduce.run_suite("table3", **kw)
     assert third["executed"] == []
@@ -162,11 +163,11 @@ def test_aggregate_suite_from_run_folders_the_test_writes(tmp_path):
 def test_slurm_executor_runs_the_same_function_through_submitit(tmp_path):
     # submitit's "debug" cluster runs the job in this process when its result is asked for: the
     # job is the pickled execute_run of a local run, so the Slurm path is the local path.
-    runs = [r for r in reproduce.get_suite("table3").runs("smoke", seeds=1) if r.name == "at-awp0.005-s0"]
+    runs = [r for r in reproduce.get_suite("table3").runs("smoke", seeds=1) if r.name == "at-awp0.01-s0"]
     jobs = reproduce.submit_slurm(runs, tmp_path, 1, {"cluster": "debug", "slurm_partition": "gpu"})
     info = jobs[0].result()
-    assert info["run"] == "at-awp0.005-s0"
-    assert (tmp_path / "smoke" / "at-awp0.005-s0" / "done.json").exists()
+    assert info["run"] == "at-awp0.01-s0"
+    assert (tmp_path / "smoke" / "at-awp0.01-s0" / "done.json").exists()
     assert reproduce.status(runs[0], tmp_path) == "done"
 
 
@@ -175,9 +176,9 @@ def test_a_failing_run_does_not_stop_the_others(tmp_path):
     runs = reproduce.get_suite("table3").runs("smoke", {"device": "cuda"}, seeds=1)
     log = []
     with pytest.raises(reproduce.RunsFailed, match="2 of 2 runs failed") as e:
-        reproduce.run_suite("table3", "smoke", {"device": "cuda"}, seeds=1, only="at-piecewise-s0,at-awp0.005-s0", runs_root=str(tmp_path),
+        reproduce.run_suite("table3", "smoke", {"device": "cuda"}, seeds=1, only="at-piecewise-s0,at-awp0.01-s0", runs_root=str(tmp_path),
                             log_output=False, out=log.append)
-    assert "at-piecewise-s0" in str(e.value) and "at-awp0.005-s0" in str(e.value)
+    assert "at-piecewise-s0" in str(e.value) and "at-awp0.01-s0" in str(e.value)
     for r in runs[:2]:
         assert (tmp_path / "smoke" / r.name / "notebook.ipynb").exists()
         assert reproduce.status(r, tmp_path) != "done"
