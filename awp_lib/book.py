@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .config import PROFILES, make_config
-from .data import project_root  # noqa: F401 (chapters call book.project_root)
+from .data import TEST_SIZES, project_root  # noqa: F401 (chapters call book.project_root)
 from .validate import check_choice
 from .validate import check_choice
 
@@ -118,6 +118,25 @@ def summarize(runs: list[list[dict]]) -> dict:
     n = len(per_seed)
     return {**{k: m for k, (m, _) in stats.items()}, "std": {k: sd for k, (_, sd) in stats.items()},
             "se": {k: sd / n ** 0.5 for k, (_, sd) in stats.items()}, "n": n, "per_seed": per_seed}
+
+
+def paired(a: dict, b: dict, key: str) -> dict:
+    """``b − a`` of :func:`summarize` results seed by seed (the same seeds in the same order):
+    ``{"mean", "se", "per_seed"}``; ``se`` is NaN for one seed."""
+    diffs = [pb[key] - pa[key] for pa, pb in zip(a["per_seed"], b["per_seed"])]
+    mean, sd = mean_std(diffs)
+    return {"mean": mean, "se": sd / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan"), "per_seed": diffs}
+
+
+def run_record(profile: str, name: str) -> dict:
+    """What a finished run was trained and measured with: precision (``amp``), intra-op threads,
+    training semantics, and the number of test images of its final evaluation."""
+    from .config import load_saved
+    path = run_dir(profile, name) / "config.json"
+    saved, cfg = json.loads(path.read_text()), load_saved(path)
+    return {"precision": "fp32" if cfg.amp == "none" else cfg.amp, "threads_per_run": saved.get("threads"),
+            "training_semantics": saved.get("training_semantics", 1),
+            "test_images": cfg.test_size or TEST_SIZES[cfg.dataset]}
 
 
 def decay_epochs(rows: list[dict]) -> list[int]:

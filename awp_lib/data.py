@@ -34,6 +34,8 @@ MEAN_STD = {
 # The paper's augmentation: pad-4 random crop + horizontal flip for CIFAR; none for SVHN
 # (digits are not flip-invariant) and none for Fashion-MNIST by default.
 AUGMENT = {"fashion-mnist": "none", "cifar10": "crop-flip", "cifar100": "crop-flip", "svhn": "none"}
+# Images in each dataset's test split.
+TEST_SIZES = {"cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032, "fashion-mnist": 10_000}
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 PAPER_VAL_SIZE = 1000  # held out of the training set at paper scale (Rice et al. 2020)
 

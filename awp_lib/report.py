@@ -38,7 +38,8 @@ PAPER = {
 COLUMNS = ("robust_best", "robust_last", "natural_best", "natural_last")
 
 
-NOT_GROUPED = ("seed", "device", "profile", "training_semantics")  # keys that do not make two runs different experiments
+# keys that do not make two runs different experiments
+NOT_GROUPED = ("seed", "device", "profile", "training_semantics", "threads")
 
 
 def method_label(cfg: dict) -> str:

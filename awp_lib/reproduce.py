@@ -37,7 +37,7 @@ from pathlib import Path
 from . import report, semantics
 from .awp import GAMMA_APPENDIX_F, GAMMA_TABLE3
 from .config import Config, config_diff, make_config, parse_value
-from .data import project_root
+from .data import TEST_SIZES, project_root
 from .validate import check_choice
 
 RUN_NOTEBOOK = "book/run.ipynb"
@@ -252,7 +252,6 @@ def _notebook_parameters(path: Path) -> list[str]:
 PASS_SECONDS = 25.0 / (49_000 * 12)
 MODEL_COST = {"preactresnet18": 1.0, "vgg19": 0.71, "wrn-28-10": 9.4, "wrn-34-10": 11.3, "smallcnn": 0.02, "mlp": 0.01}
 TRAIN_IMAGES = {"cifar10": 49_000, "cifar100": 49_000, "svhn": 72_257, "fashion-mnist": 59_000}
-TEST_IMAGES = {"cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032, "fashion-mnist": 10_000}
 
 
 def gpu_hours(run: Run) -> float:
@@ -263,7 +262,7 @@ def gpu_hours(run: Run) -> float:
     per_image = c.attack_steps + 1 + (c.awp_steps * c.awp_alternations if weight_ascent else 0)
     per_image += 1 if c.method in ("trades", "mart") else 0
     passes = c.epochs * n_train * per_image
-    n_eval = min(c.eval_train_size, n_train) + (c.val_size or 1000) + (c.test_size or TEST_IMAGES[c.dataset])
+    n_eval = min(c.eval_train_size, n_train) + (c.val_size or 1000) + (c.test_size or TEST_SIZES[c.dataset])
     passes += math.ceil(c.epochs / c.eval_every) * n_eval * (c.eval_attack_steps + 2)
     if run.notebook == CH3_NOTEBOOK:  # 1-D: 10 directions x 21 alphas on the training set; 2-D: 3 x 21 x 21 on 10k
         passes += (10 * 21 * n_train + 3 * 21 * 21 * min(n_train, 10_000)) * (c.attack_steps + 1)

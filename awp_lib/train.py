@@ -149,8 +149,8 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
                                  + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
                                  + ". Use another --out, or delete that folder to start over.")
         elif writer:
-            save_text(json.dumps({**cfg.to_dict(), semantics.KEY: semantics.TRAINING_SEMANTICS}, indent=2),
-                      saved_cfg)
+            record = {semantics.KEY: semantics.TRAINING_SEMANTICS, "threads": torch.get_num_threads()}
+            save_text(json.dumps({**cfg.to_dict(), **record}, indent=2), saved_cfg)
     ck = None  # the last checkpoint of an interrupted or finished run, read once
     if out is not None and (out / "checkpoints" / "last.pt").exists():
         ck = load_torch(out / "checkpoints" / "last.pt")
