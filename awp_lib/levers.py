@@ -89,6 +89,30 @@ def summary(profile: str = "cpu", seeds: int = 3, settings: list[str] | None = N
     return out
 
 
+def recorded(path=None) -> dict | None:
+    """The study as ``python -m awp_lib levers`` last wrote it (``configs/levers-cpu.json``), or None."""
+    from .data import project_root
+    from pathlib import Path
+    path = Path(path) if path else project_root() / "configs" / "levers-cpu.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def table(record: dict) -> list[dict]:
+    """One row per setting of a recorded study, in points (mean ± standard error over seeds)."""
+    def pm(row, k):
+        return f"{100 * row[k]:.1f} ± {100 * row[k + '_se']:.1f}" if row["seeds"] > 1 else f"{100 * row[k]:.1f}"
+    return [{"setting": r["setting"], "what changes": r["what"], "seeds": r["seeds"],
+             "validation robust, best": pm(r, "best_val_robust"), "validation robust, last": pm(r, "last_val_robust"),
+             "drop (validation)": pm(r, "val_drop"), "train robust rise after the decay": pm(r, "train_robust_rise"),
+             "minutes per run": f"{r['minutes']:.1f}", "goal met": "yes" if r["goal_met"] else "no"}
+            for r in record["settings"]]
+
+
+def chosen(record: dict, cfg) -> list[str]:
+    """The settings of a recorded study that a config (the ``cpu`` preset) matches."""
+    return [r["setting"] for r in record["settings"] if all(getattr(cfg, k) == v for k, v in r["overrides"].items())]
+
+
 def register_cli(sub) -> None:
     p = sub.add_parser("levers", help="train AT under the levers of robust overfitting (the cpu miniature's "
                                       "choice, on validation) and write the summary")
@@ -120,6 +144,7 @@ def _cmd(args) -> None:
     record = {"measured": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {platform.processor() or ''}"
               .strip(", "), "threads_per_run": 1, "criterion": "validation only (AT runs; no test image, no AWP)",
               "goal": "val_drop >= 2 points and > 3 SE; train robust rises >= 10 points after the first decay",
+              "jobs": args.jobs, "note": "minutes per run as measured with `jobs` runs sharing the cores",
               "settings": rows}
     save_text(json.dumps(record, indent=1), out)
     print(f"summary: {out}")
