@@ -56,7 +56,8 @@ CH5 = {  # `extra`: overrides of all six runs; `method_extra`: per method (paper
     "paper": dict(extra={}, method_extra={"trades": {"model": "wrn-34-10"}, "mart": {"model": "wrn-34-10"}},
                   gamma=GAMMA_APPENDIX_F, methods=["trades", "mart"]),
 }
-RUN_PAGE_CONFIG = {"method": "at", "awp_gamma": GAMMA_TABLE3}  # book/run.ipynb's default `config`
+# book/run.ipynb's default `config`: chapter 4's AT-AWP run of seed 0
+RUN_PAGE_CONFIG = {"method": "at", "awp_gamma": GAMMA_TABLE3, "final_test_size": None}
 
 
 # ----------------------------------------------------------------------------- chapter 1
@@ -73,6 +74,9 @@ def ch2_runs(profile: str, seed: int = 0, schedules: str = "", epochs: int = 0) 
     out = {}
     for s in [x.strip() for x in (schedules or CH2_SCHEDULES[profile]).split(",") if x.strip()]:
         check_choice("schedule", s, ("piecewise", "cosine", "cyclic", "constant"))
+        if s == "piecewise" and not epochs:  # the preset's schedule: chapter 4's AT run
+            out.update([ch4_at_awp(0, seed)])
+            continue
         out[f"at-{s}-s{seed}"] = dict(method="at", seed=seed, schedule=s, **({"epochs": epochs} if epochs else {}))
     return out
 
@@ -103,6 +107,8 @@ def ch3_run(profile: str, seed: int = 0, schedule: str = "piecewise", model: str
             overrides["eps"] = value
     if "norm" in overrides or "eps" in overrides:
         overrides["attack_alpha"] = None  # the step follows the norm's rule: eps/4 (L-inf), eps*15/128 (L2)
+    if not overrides:  # the preset: chapter 2's and chapter 4's AT run
+        return ch4_at_awp(0, seed)
     tag = "".join(f"-{overrides[k]}" for k in ("model", "dataset", "norm") if k in overrides)
     tag += f"-eps{overrides['eps']:.4g}" if "eps" in overrides else ""
     return f"at-{schedule}{tag}-s{seed}", dict(method="at", seed=seed, **overrides)
@@ -134,17 +140,24 @@ def ch4_params(profile: str, seeds: int = 0, gamma: float = 0.0, gammas: str = "
     return p
 
 
+# The runs behind the seed-averaged claims (AT and AT-AWP at any budget) get their final
+# evaluation on the whole test split; the profile's `final_test_size` applies to the others.
+CLAIM_EVAL = {"final_test_size": None}
+
+
 def ch4_at_awp(g: float, s: int) -> tuple[str, dict]:
     """AT (``g`` = 0: chapter 2's run) or AT-AWP with budget ``g``, seed ``s``."""
     if g == 0:
-        return f"at-piecewise-s{s}", dict(method="at", seed=s)
-    return f"at-awp{g:g}-s{s}", dict(method="at", seed=s, awp_gamma=g)
+        return f"at-piecewise-s{s}", dict(method="at", seed=s, **CLAIM_EVAL)
+    return f"at-awp{g:g}-s{s}", dict(method="at", seed=s, awp_gamma=g, **CLAIM_EVAL)
 
 
 def ch4_reg(profile: str, norm: str, **extra) -> tuple[str, dict]:
     """A seed-0 run of the regulariser tables, named as ``reproduce`` names it."""
     from .reproduce import run_name, threat
     kw = dict(method="at", seed=0, **threat(profile, make_config(profile).dataset, norm), **extra)
+    if "regularizer" not in extra:  # AT or AT-AWP: the runs of the claims
+        kw.update(CLAIM_EVAL)
     return run_name(make_config(profile, **kw)), kw
 
 

@@ -90,8 +90,10 @@ class Config:
     eval_test_size: int | None = None  # test images (fixed subset) per evaluated epoch; None: the whole split
     eval_every: int = 1
     # ... and the full-strength evaluation of the best and last checkpoints at the end (0: none):
-    # natural and PGD-`final_attack_steps` on the whole test split, validation and the train subset
+    # natural and PGD-`final_attack_steps` on the test split (its first `final_test_size` images; None:
+    # all of it), validation and the train subset
     final_attack_steps: int = 0
+    final_test_size: int | None = None
     seed: int = 0
     device: str = "auto"             # auto | cpu | cuda | cuda:N
     # speed (the numbers change by rounding, never the method: awp_lib.precision)
@@ -165,7 +167,7 @@ class Config:
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"{k}={v!r} is invalid: it must be a positive integer")
-        for k in ("train_size", "val_size", "test_size", "eval_test_size"):
+        for k in ("train_size", "val_size", "test_size", "eval_test_size", "final_test_size"):
             v = getattr(self, k)
             if v is not None and (not isinstance(v, int) or v <= 0):
                 raise ValueError(f"{k}={v!r} is invalid: a positive integer, or None for the whole set")
@@ -214,7 +216,7 @@ PRESETS = {
     # 100 epochs with decays at 50 and 75 (3,200 SGD steps, 1,600 after the first decay). fp32 on
     # every CPU: bf16 is several times slower where it is emulated, and its numbers would differ by CPU.
     "cpu": dict(dataset="fashion-mnist", model="smallcnn", width=8, train_size=2000, val_size=1000,
-                test_size=2000, eps=0.1, attack_steps=3, attack_alpha=0.04, epochs=100, batch_size=64,
+                test_size=None, final_test_size=2000, eps=0.1, attack_steps=3, attack_alpha=0.04, epochs=100, batch_size=64,
                 lr=0.1, weight_decay=5e-4, amp="none", channels_last=False, pseudo_epochs=10,
                 # the monitor: PGD-5 on 500 train, 500 validation and 500 test images every 5 epochs;
                 # best and last then get PGD-20 on all 2,000 test images (train.final_evaluation)

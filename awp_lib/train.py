@@ -280,10 +280,13 @@ def final_done(cfg: Config, rows: list[dict]) -> bool:
 
 def final_evaluation(cfg: Config, model, rows, best, out, splits, device, amp, shard, writer) -> list[dict]:
     """Natural and PGD-``final_attack_steps`` accuracy of the best and the last checkpoint on the
-    train subset, the validation split and the *whole* test split, written into their epochs'
+    train subset, the validation split and the test split (its first ``final_test_size`` images,
+    else all of it), written into their epochs'
     rows as ``final_<part>_natural`` / ``final_<part>_robust`` (the per-epoch monitor is cheaper)."""
     n_eval = min(cfg.eval_train_size, len(splits.train[1]))
-    sets = {"train": (splits.train[0][:n_eval], splits.train[1][:n_eval]), "val": splits.val, "test": splits.test}
+    n_test = cfg.final_test_size or len(splits.test[1])
+    sets = {"train": (splits.train[0][:n_eval], splits.train[1][:n_eval]), "val": splits.val,
+            "test": (splits.test[0][:n_test], splits.test[1][:n_test])}
     loaders = {k: data.Loader(*v, 512, device=device, **shard) for k, v in sets.items()}
     last_state = {k: v.clone() for k, v in model.state_dict().items()}
     targets = {rows[-1]["epoch"]: last_state}
