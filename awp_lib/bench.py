@@ -289,14 +289,60 @@ def _bf16_native(device) -> bool:
     return bf16_fast(device)
 
 
+def makespan(minutes: list[float], workers: int, efficiency: float = 1.0) -> float:
+    """Wall minutes of independent runs on ``workers`` parallel slots, longest first onto the least
+    loaded slot; each run takes ``minutes / efficiency`` (the parallel slow-down of shared cores)."""
+    import heapq
+    slots = [0.0] * max(1, workers)
+    for m in sorted(minutes, reverse=True):
+        heapq.heappush(slots, heapq.heappop(slots) + m / efficiency)
+    return max(slots)
+
+
+@bench
+def jobs_speedup(device="cpu", quick=False):
+    """``book-runs --jobs 2`` vs ``--jobs 1`` on the same four short ``cpu`` runs (one thread each):
+    wall seconds of both, ``speedup`` = jobs 1 / jobs 2, and ``efficiency`` = speedup / 2 (what
+    one run keeps of its speed while another shares the cores), used by :func:`cpu_run`'s projection."""
+    import os
+    import tempfile
+
+    from .bookruns import train_runs
+    from .data import data_root
+    runs = {f"jobs-bench-s{i}": dict(method="at", seed=i, epochs=2 if quick else 5, eval_every=1,
+                                     final_attack_steps=0, device=device) for i in range(4)}
+    saved = {k: os.environ.get(k) for k in ("AWP_HOME", "AWP_DATA")}
+    os.environ["AWP_DATA"] = str(data_root())
+    wall = {}
+    try:
+        for jobs in (1, 2):
+            with tempfile.TemporaryDirectory() as tmp:
+                os.environ["AWP_HOME"] = tmp
+                t0 = time.perf_counter()
+                train_runs("cpu", runs, "none", jobs)
+                wall[jobs] = time.perf_counter() - t0
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    speedup = wall[1] / wall[2]
+    return {"jobs1_s": round(wall[1], 1), "jobs2_s": round(wall[2], 1), "speedup": round(speedup, 3),
+            "efficiency": round(speedup / 2, 3), "runs": len(runs), "epochs": runs["jobs-bench-s0"]["epochs"],
+            "cores": os.cpu_count()}
+
+
 @bench
 def cpu_run(device="cpu", quick=False):
-    """One ``cpu``-preset AT run, timed: training vs evaluation (per-epoch monitor + the final
-    PGD-20 of best and last), ``eval_fraction`` (goal <= 0.30), and ``projected_book_min``: the
-    runs of the cpu book (awp_lib.bookruns) at the measured cost per training epoch (scaled per
-    method by one measured epoch each) and per evaluation, plus the pages' own cells as measured by
-    the last cpu build (``_build/cell-times-cpu.json``; goal <= 45 min in all). ``quick``: a
-    quarter of the epochs (the fraction is then only indicative)."""
+    """One ``cpu``-preset AT run at one thread (as ``book-runs`` trains each), timed: training vs
+    evaluation (per-epoch monitor + the final PGD-20 of best and last), ``eval_fraction`` (goal
+    <= 0.30); one epoch of each method; and the book's cost: every run of ``awp_lib.bookruns`` at
+    the measured cost per epoch (scaled per method), per monitor evaluation and per final test
+    image, scheduled on 2 and on 8 parallel slots (:func:`makespan`, slowed by the ``--jobs``
+    efficiency measured by :func:`jobs_speedup`), plus the pages' cells as the last cpu build
+    measured them (``_build/cell-times-cpu.json``; on 8 cores assumed no faster). Goals: the book
+    <= 75 min on 2 cores, <= 20 min on 8. ``quick``: a quarter of the epochs."""
     import json
     import tempfile
     from pathlib import Path
@@ -305,45 +351,57 @@ def cpu_run(device="cpu", quick=False):
     from .config import make_config
     from .data import project_root
     from .train import train
-    base = make_config("cpu", method="at", device=device)
-    epochs = max(base.eval_every, base.epochs // 4) if quick else base.epochs
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        rows = train(make_config("cpu", method="at", device=device, epochs=epochs), Path(tmp) / "cpu-run", progress="none")
-        wall = time.perf_counter() - t0
-        per_method = {}
-        for name, kw in {"at": {}, "at-awp": {"awp_gamma": 1e-2}, "standard": {"method": "standard"},
-                         "trades": {"method": "trades"},
-                         "mart": {"method": "mart"}, "rst": {"method": "rst", "pseudo_epochs": 1}}.items():
-            r = train(make_config("cpu", **{"method": "at", **kw, "device": device, "epochs": 1,
-                                            "final_attack_steps": 0}), Path(tmp) / name, progress="none")
-            per_method[name] = r[0]["time_train"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        base = make_config("cpu", method="at", device=device)
+        epochs = max(base.eval_every, base.epochs // 4) if quick else base.epochs
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            rows = train(make_config("cpu", method="at", device=device, epochs=epochs), Path(tmp) / "cpu-run",
+                         progress="none")
+            wall = time.perf_counter() - t0
+            per_method = {}
+            for name, kw in {"at": {}, "at-awp": {"awp_gamma": 1e-2}, "standard": {"method": "standard"},
+                             "trades": {"method": "trades"}, "mart": {"method": "mart"},
+                             "rst": {"method": "rst", "pseudo_epochs": 1}}.items():
+                r = train(make_config("cpu", **{"method": "at", **kw, "device": device, "epochs": 1,
+                                                "final_attack_steps": 0}), Path(tmp) / name, progress="none")
+                per_method[name] = r[0]["time_train"]
+        speed = jobs_speedup(device, quick=True)
+    finally:
+        torch.set_num_threads(threads)
     t_train = sum(r["time_train"] for r in rows)
     evals = [r for r in rows if "val_robust" in r]
     t_monitor = sum(r["time_total"] - r["time_train"] for r in evals)
     t_final = sum(r.get("time_final", 0.0) for r in rows)
     per_epoch = t_train / len(rows)
     per_eval = t_monitor / max(1, len(evals))
-    book_s = 0.0
+    final_images = (base.final_test_size or 10_000) + min(base.eval_train_size, base.train_size) + base.val_size
+    per_final_image = t_final / final_images
+    run_min = []
     for kw in bookruns.book_runs("cpu").values():
         c = make_config("cpu", **kw)
         kind = c.method if c.method != "at" else ("at-awp" if c.awp_gamma > 0 else "at")
-        scale = per_method[kind] / per_method["at"]
-        book_s += c.epochs * per_epoch * scale + -(-c.epochs // c.eval_every) * per_eval \
-            + (t_final if c.final_attack_steps else 0.0)
+        n_final = (c.final_test_size or 10_000) + min(c.eval_train_size, c.train_size or 0) + (c.val_size or 0)
+        seconds = c.epochs * per_epoch * per_method[kind] / per_method["at"] + \
+            -(-c.epochs // c.eval_every) * per_eval + (per_final_image * n_final if c.final_attack_steps else 0.0)
+        run_min.append(seconds / 60)
     times = project_root() / "_build" / "cell-times-cpu.json"
-    cells_s = sum(c["seconds"] for nb in json.loads(times.read_text())["notebooks"].values() for c in nb) \
+    cells_min = sum(c["seconds"] for nb in json.loads(times.read_text())["notebooks"].values() for c in nb) / 60 \
         if times.exists() else None
-    total_min = (book_s + (cells_s or 0.0)) / 60
-    return {"model": base.model, "epochs": epochs, "wall_s": round(wall, 1), "train_s": round(t_train, 1),
-            "monitor_s": round(t_monitor, 1), "final_s": round(t_final, 1),
+    on = {n: makespan(run_min, n, speed["efficiency"] if n > 1 else 1.0) + (cells_min or 0.0) for n in (2, 8)}
+    return {"model": base.model, "width": base.width, "epochs": epochs, "threads": 1, "wall_s": round(wall, 1),
+            "train_s": round(t_train, 1), "monitor_s": round(t_monitor, 1), "final_s": round(t_final, 1),
             "eval_fraction": round((t_monitor + t_final) / wall, 3), "goal": "eval_fraction <= 0.30",
             "monitor": f"PGD-{base.eval_attack_steps} every {base.eval_every} epochs",
             "final": f"PGD-{base.final_attack_steps} of best and last", "amp": base.amp,
             "epoch_s_by_method": {k: round(v, 2) for k, v in per_method.items()},
-            "book_runs": len(bookruns.book_runs("cpu")), "book_training_min": round(book_s / 60, 1),
-            "book_cells_min": round(cells_s / 60, 1) if cells_s is not None else "no cpu build measured yet",
-            "projected_book_min": round(total_min, 1), "goal_book": "projected_book_min <= 45"}
+            "jobs_efficiency": speed["efficiency"], "book_runs": len(run_min),
+            "book_training_core_min": round(sum(run_min), 1),
+            "book_cells_min": round(cells_min, 1) if cells_min is not None else "no cpu build measured yet",
+            "projected_book_min_2_cores": round(on[2], 1), "projected_book_min_8_cores": round(on[8], 1),
+            "goal_book": "<= 75 min on 2 cores, <= 20 min on 8"}
 
 
 def run(names=None, device="cpu", quick=False) -> dict:

@@ -313,7 +313,8 @@ def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs
         raise ValueError(f"jobs={jobs!r} is invalid: a positive number of parallel runs")
     states = {name: book.run_state(profile, name) for name in runs}
     todo = [n for n in runs if states[n] != "done"]
-    say = print
+    check_choice("progress", progress, ("auto", "bar", "line", "none"))
+    say = print if progress != "none" else (lambda *_: None)
     bar = None
     if progress == "bar" or (progress == "auto" and sys.stderr.isatty()):
         from tqdm.auto import tqdm

@@ -28,3 +28,10 @@ def test_gpu_check_script_runs_on_a_cpu():
     check = result["awp_precision"]     # the paper profile's bf16 sees AWP's w + v as fp32 does
     assert check["amp"] == "bf16" and check["awp_seen"] is True
     assert check["bf16"]["loss_awp"] != check["bf16"]["loss"]
+
+
+def test_makespan_schedules_longest_first_on_the_least_loaded_slot():
+    assert bench.makespan([3, 3, 2, 2, 2], 2) == 7          # 3+2+2 | 3+2 (longest first, greedy)
+    assert bench.makespan([3, 3, 2, 2, 2], 2, efficiency=0.5) == 14
+    assert bench.makespan([3, 3, 2, 2, 2], 8) == 3           # more slots than runs: the longest run
+    assert bench.makespan([5, 1, 1, 1, 1, 1], 2) == 5
