@@ -321,6 +321,7 @@ def config_diff(old: dict, new: Config) -> dict:
     """Keys whose values differ between a saved config (a run's ``config.json``) and ``new``, as
     ``{key: (old, new)}``; ``device`` is ignored, and keys added to Config after the run was saved
     count as their defaults."""
-    defaults = {f.name: f.default for f in fields(Config)}
+    defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+                for f in fields(Config)}
     return {k: (old.get(k, defaults[k]), v) for k, v in new.to_dict().items()
             if k != "device" and old.get(k, defaults[k]) != v}
