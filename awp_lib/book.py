@@ -17,7 +17,6 @@ from pathlib import Path
 from .config import PROFILES, make_config
 from .data import TEST_SIZES, project_root  # noqa: F401 (chapters call book.project_root)
 from .validate import check_choice
-from .validate import check_choice
 
 
 def check_profile(profile: str) -> str:
@@ -235,10 +234,6 @@ def figure_slider(figures: dict, description: str, readout=str):
     stack.add_class("awp-stack")
     widgets.jsdlink((slider, "index"), (stack, "selected_index"))
     return widgets.VBox([widgets.HBox([widgets.HTML(f"<b>{description}</b>&nbsp;"), slider]), stack])
-
-
-def fmt_pct(x: float, digits: int = 1) -> str:
-    return f"{100 * x:.{digits}f}"
 
 
 def mean_std(values) -> tuple[float, float]:

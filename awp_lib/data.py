@@ -262,13 +262,3 @@ class Loader:
             if self.world > 1:
                 x, y = x[self.rank::self.world], y[self.rank::self.world]
             yield (x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x), y
-
-
-def loaders(splits: Splits, batch_size: int = 128, seed: int = 0, device="cpu", augment: str | None = None,
-            eval_batch_size: int | None = None) -> dict[str, Loader]:
-    """``train`` (shuffled, augmented as in the paper), ``val`` and ``test`` loaders."""
-    augment = AUGMENT[splits.name] if augment is None else augment
-    eb = eval_batch_size or max(batch_size, 256)
-    return {"train": Loader(*splits.train, batch_size, True, augment, seed, device),
-            "val": Loader(*splits.val, eb, device=device),
-            "test": Loader(*splits.test, eb, device=device)}

@@ -210,12 +210,6 @@ def build_model(name: str, dataset: str = "cifar10", width: int = 16, normalize:
     return VGG19(**kw)
 
 
-def clean_state_dict(state: dict) -> dict:
-    """Strip ``module.`` (DataParallel) prefixes and drop the unused ``sub_block1`` of TRADES/MART WideResNets."""
-    from .checkpoints import remap
-    return remap(state)[0]
-
-
 def load_checkpoint(model: nn.Module, path, strict: bool = True) -> nn.Module:
     """Load weights (ours or third-party) with ``weights_only=True``; returns ``model``.
 
