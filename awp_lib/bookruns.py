@@ -11,11 +11,10 @@ and a page asking for a run missing from this list fails, naming it.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 from .awp import GAMMA_APPENDIX_F, GAMMA_TABLE3
 from .config import make_config
-from .validate import check_choice
+from .validate import check_choice, parse_number
 
 # Per profile, the knobs of each chapter that decide which runs it trains.
 CH1 = {  # epochs of both models; `monitor`: the loop's cheap per-epoch check (the chapter attacks itself)
@@ -102,7 +101,7 @@ def ch3_run(profile: str, seed: int = 0, schedule: str = "piecewise", model: str
     knobs = {"schedule": schedule, "model": model, "dataset": dataset, "norm": norm}
     overrides = {k: v for k, v in knobs.items() if v and v != getattr(preset, k)}
     if str(eps).strip():
-        value = float(Fraction(str(eps).strip()))  # papermill passes "128/255" as a string
+        value = parse_number(eps)  # papermill passes "128/255" as a string
         if not math.isclose(value, preset.eps):
             overrides["eps"] = value
     if "norm" in overrides or "eps" in overrides:

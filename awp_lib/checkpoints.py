@@ -34,7 +34,7 @@ import torch.nn as nn
 
 from .data import DATASETS
 from .models import MODELS, NORMALIZE, build_model
-from .validate import check_choice
+from .validate import check_choice, parse_number
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
 UNUSED_BLOCKS = ("sub_block1",)  # built but never used in forward() by the TRADES / MART WideResNets
@@ -288,15 +288,12 @@ def resolve_device(name) -> torch.device:
 
 
 def number(text: str) -> float:
-    """A CLI number: ``0.031``, ``8/255``."""
+    """A CLI number: ``0.031``, ``8/255`` (:func:`awp_lib.validate.parse_number`)."""
     try:
-        if "/" in text:
-            a, b = text.split("/", 1)
-            return float(a) / float(b)
-        return float(text)
-    except (ValueError, ZeroDivisionError):
+        return parse_number(text)
+    except ValueError as e:
         import argparse
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 0.031 or 8/255)") from None
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_model_args(p) -> None:

@@ -21,7 +21,7 @@ from .attacks import NORMS
 from .methods import METHODS
 from .models import MODELS
 from .precision import AMP
-from .validate import check_choice
+from .validate import check_choice, parse_number
 
 PROFILES = ("smoke", "cpu", "paper")
 SCHEDULES = ("piecewise", "cosine", "cyclic", "constant")
@@ -296,14 +296,8 @@ def parse_value(text: str, key: str | None = None):
         return int(text)
     except ValueError:
         pass
-    if "/" in text:
-        a, b = text.split("/", 1)
-        try:
-            return float(a) / float(b)
-        except ValueError:
-            pass
     try:
-        return float(text)
+        return parse_number(text)
     except ValueError:
         return text
 

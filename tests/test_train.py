@@ -142,11 +142,18 @@ def test_lr_applied_to_every_param_group(tmp_path, tiny, monkeypatch):
 @pytest.mark.parametrize("kw", [dict(method="rst", awp_gamma=5e-3), dict(regularizer="mixup"),
                                 dict(regularizer="cutout"), dict(regularizer="l1"), dict(regularizer="l2"),
                                 dict(awp_gamma=1e-2, awp_steps=2, awp_alternations=2, awp_warmup=1)])
-def test_variants_run(tiny, kw):
+def test_variants_run_and_change_training(tiny, kw):
+    """Each variant trains (finite losses) and changes what AT computes from the same seed: from
+    its first epoch, or, with an AWP warm-up of one epoch, from its second epoch on only."""
     rows = T.train(cfg_(epochs=2, **kw), None, tiny, progress="none")
+    at = T.train(cfg_(epochs=2, method="at"), None, tiny, progress="none")
     assert len(rows) == 2 and all(math.isfinite(r["train_loss"]) for r in rows)
+    losses, at_losses = [r["train_loss"] for r in rows], [r["train_loss"] for r in at]
     if kw.get("awp_warmup"):
         assert [r["awp"] for r in rows] == [False, True]
+        assert losses[0] == at_losses[0] and losses[1] != at_losses[1]
+    else:
+        assert losses[0] != at_losses[0]
 
 
 def test_mixed_loader_fraction(tiny):
