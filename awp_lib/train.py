@@ -144,7 +144,12 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
         saved_cfg = out / "config.json"
         if saved_cfg.exists():
             diff = config_diff(json.loads(saved_cfg.read_text()), cfg)
-            if diff:
+            if diff and set(diff) <= set(FINAL_KEYS):  # training kept, its final evaluation redone
+                if writer:
+                    _redo_final_evaluation(out, cfg, diff)
+                _log(progress, f"{out}: final evaluation redone with " + ", ".join(
+                    f"{k}={b!r} (was {a!r})" for k, (a, b) in diff.items()))
+            elif diff:
                 raise ValueError(f"{out} holds a run with another config (key: old -> new): "
                                  + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
                                  + ". Use another --out, or delete that folder to start over.")
@@ -272,6 +277,25 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
 
 # ----------------------------------------------------------------------------- final evaluation
 FINAL_PARTS = ("train", "val", "test")
+# Config keys of the final evaluation only: changing them on a trained run redoes that evaluation.
+FINAL_KEYS = ("final_attack_steps", "final_test_size")
+
+
+def _redo_final_evaluation(out: Path, cfg: Config, diff: dict) -> None:
+    """Record the new final-evaluation keys in ``config.json`` and forget the old final numbers
+    (in the metrics and the last checkpoint), so that :func:`train` evaluates again."""
+    saved = json.loads((out / "config.json").read_text())
+    save_text(json.dumps({**saved, **{k: b for k, (_, b) in diff.items()}}, indent=2), out / "config.json")
+
+    def forget(rows):
+        return [{k: v for k, v in r.items() if not k.startswith("final_") and k != "time_final"} for r in rows]
+    last = out / "checkpoints" / "last.pt"
+    if last.exists():
+        ck = load_torch(last)
+        rows = forget(json.loads(ck["metrics"]))
+        save_torch({**ck, "metrics": json.dumps(rows)}, last)
+        save_text(json.dumps(rows, indent=1), out / "metrics.json")
+        save_text(metrics_csv(rows), out / "metrics.csv")
 
 
 def final_done(cfg: Config, rows: list[dict]) -> bool:

@@ -9,6 +9,7 @@ import torch
 
 from awp_lib import data, train as T
 from awp_lib.config import make_config
+from awp_lib.io import load_torch
 
 TIMES = ("time_train", "time_total", "time_final")
 
@@ -186,3 +187,18 @@ def test_cli_smoke(tmp_path):
     assert bad.returncode != 0 and "--awp-gama" in bad.stderr
     bad = subprocess.run(cmd[:4] + ["--method", "sgd", "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown method 'sgd'" in bad.stderr
+
+
+def test_changing_only_the_final_evaluation_keeps_training_and_redoes_the_evaluation(tmp_path, tiny):
+    out = tmp_path / "run"
+    first = T.train(cfg_(epochs=2, final_attack_steps=0), out, tiny, progress="none")
+    assert "final_test_robust" not in first[-1]
+    weights = load_torch(out / "checkpoints" / "last.pt")["model"]
+    again = T.train(cfg_(epochs=2, final_attack_steps=3, final_test_size=50), out, tiny, progress="none")
+    assert strip(again)[0] == strip(first)[0]                       # training kept as it was
+    assert again[-1]["final_attack"] == "PGD-3" and 0 <= again[-1]["final_test_robust"] <= 1
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["final_attack_steps"], saved["final_test_size"]) == (3, 50)
+    assert all(torch.equal(weights[k], v) for k, v in load_torch(out / "checkpoints" / "last.pt")["model"].items())
+    with pytest.raises(ValueError, match="another config.*epochs"):
+        T.train(cfg_(epochs=3, final_attack_steps=3, final_test_size=50), out, tiny, progress="none")
