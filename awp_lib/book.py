@@ -38,11 +38,15 @@ def run_dir(profile: str, name: str) -> Path:
     return project_root() / "runs" / profile / name
 
 
-def run_state(profile: str, name: str) -> str:
-    """``done`` (trained to its last epoch), ``partial`` (interrupted: it resumes), ``stale``
-    (trained under older training semantics: it is set aside and trained again) or ``new``."""
+def run_state(profile: str, name: str, overrides: dict | None = None) -> str:
+    """``done`` (trained to its last epoch, final evaluation made), ``partial`` (interrupted, or
+    its final evaluation is missing or asked for with other settings: it resumes), ``stale``
+    (trained under older training semantics: it is set aside and trained again) or ``new``.
+    With ``overrides``, a finished run counts as done only for that config."""
+    from .config import config_diff
     from .io import load_torch
     from .semantics import is_stale
+    from .train import final_done
     d = run_dir(profile, name)
     last = d / "checkpoints" / "last.pt"
     if is_stale(d):
@@ -50,7 +54,13 @@ def run_state(profile: str, name: str) -> str:
     if not last.exists():
         return "new"
     saved = json.loads((d / "config.json").read_text()) if (d / "config.json").exists() else {}
-    return "done" if load_torch(last)["epoch"] >= saved.get("epochs", float("inf")) else "partial"
+    ck = load_torch(last)
+    if ck["epoch"] < saved.get("epochs", float("inf")):
+        return "partial"
+    cfg = make_config(profile, **(overrides or {})) if overrides is not None else None
+    if cfg is not None and (config_diff(saved, cfg) or not final_done(cfg, json.loads(ck["metrics"]))):
+        return "partial"
+    return "done"
 
 
 def train_run(name: str, profile: str, _progress: str | None = None, **overrides) -> list[dict]:
@@ -70,7 +80,7 @@ def train_run(name: str, profile: str, _progress: str | None = None, **overrides
             raise RuntimeError(f"run {name!r} ({overrides}) {why} the book's run list "
                                "(awp_lib/bookruns.py, book_runs): add it there, so that "
                                "`python -m awp_lib book-runs` trains it before the pages execute")
-        if run_state(profile, name) != "done":
+        if run_state(profile, name, overrides) != "done":
             raise RuntimeError(f"run {name!r} is not finished: run `python -m awp_lib book-runs "
                                f"--profile {profile}` first (make book does)")
     # a page reading a finished run prints nothing; a run that trains prints one line per epoch

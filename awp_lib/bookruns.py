@@ -241,7 +241,7 @@ def book_runs(profile: str) -> dict[str, dict]:
 def pending(profile: str) -> dict[str, str]:
     """State of each of the book's runs: ``done``, ``partial`` (resumes) or ``new``."""
     from .book import run_state
-    return {name: run_state(profile, name) for name in book_runs(profile)}
+    return {name: run_state(profile, name, kw) for name, kw in book_runs(profile).items()}
 
 
 def default_jobs(memory_per_run_gib: float = 1.5) -> int:
@@ -310,7 +310,7 @@ def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs
     jobs = default_jobs() if jobs is None else jobs
     if not (isinstance(jobs, int) and jobs >= 1):
         raise ValueError(f"jobs={jobs!r} is invalid: a positive number of parallel runs")
-    states = {name: book.run_state(profile, name) for name in runs}
+    states = {name: book.run_state(profile, name, overrides) for name, overrides in runs.items()}
     todo = [n for n in runs if states[n] != "done"]
     check_choice("progress", progress, ("auto", "bar", "line", "none"))
     say = print if progress != "none" else (lambda *_: None)

@@ -22,17 +22,17 @@ from .validate import check_choice
 
 # name: (overrides of the cpu preset, what changes)
 SETTINGS = {
-    "w8": (dict(width=8), "width 8, 2,000 images, 100 epochs, decays at 50 and 75"),
-    "w16": (dict(width=16), "width 16"),
-    "w16-early": (dict(width=16, epochs=80, decays=[0.25, 0.75]),
-                  "width 16; 80 epochs, decays at 20 and 60 (60 epochs after the first)"),
-    "w16-early-wd0": (dict(width=16, epochs=80, decays=[0.25, 0.75], weight_decay=0.0),
+    "w8": (dict(width=8, train_size=2000, decays=[0.5, 0.75]), "width 8, 2,000 images, decays at 50 and 75"),
+    "w16": (dict(width=16, train_size=2000, decays=[0.5, 0.75]), "width 16, 2,000 images, decays at 50 and 75"),
+    "w16-early": (dict(width=16, train_size=2000, epochs=80, decays=[0.25, 0.75]),
+                  "width 16, 2,000 images; 80 epochs, decays at 20 and 60"),
+    "w16-early-wd0": (dict(width=16, train_size=2000, epochs=80, decays=[0.25, 0.75], weight_decay=0.0),
                       "as w16-early, weight decay 0"),
     "w16-n1000": (dict(width=16, train_size=1000, decays=[0.2, 0.8]),
                   "width 16, 1,000 images; 100 epochs, decays at 20 and 80"),
     "w16-n1000-wd0": (dict(width=16, train_size=1000, decays=[0.2, 0.8], weight_decay=0.0),
                       "as w16-n1000, weight decay 0"),
-    "w32-early": (dict(width=32, epochs=80, decays=[0.25, 0.75]), "as w16-early, width 32"),
+    "w32-early": (dict(width=32, train_size=2000, epochs=80, decays=[0.25, 0.75]), "as w16-early, width 32"),
 }
 # The study reads the monitor only: no final evaluation of test images.
 STUDY = dict(method="at", final_attack_steps=0)
