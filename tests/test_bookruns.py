@@ -88,8 +88,11 @@ def test_train_all_trains_then_skips_and_read_mode_reads(runs_root, monkeypatch,
     assert "2 in all, 0 done" in out and "done ch1-at-s0:" in out and "test_robust=" in out
     assert bookruns.train_all("smoke", only="ch1-*", progress="line") == []   # nothing left to do
     assert "2 in all, 2 done" in capsys.readouterr().out
-    monkeypatch.setenv("AWP_BOOK_RUNS", "read")
     name, kw = next(iter(bookruns.ch1_runs("smoke").items()))
+    assert book.run_state("smoke", name, kw) == "done"
+    # asked for with another final evaluation: not done (book-runs redoes that evaluation)
+    assert book.run_state("smoke", name, {**kw, "final_attack_steps": 2}) == "partial"
+    monkeypatch.setenv("AWP_BOOK_RUNS", "read")
     rows = book.train_run(name, "smoke", **kw)
     assert len(rows) == kw["epochs"] and 0 <= rows[-1]["test_robust"] <= 1
 
