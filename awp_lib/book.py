@@ -118,6 +118,17 @@ def best_last(rows: list[dict]) -> dict:
     return out
 
 
+def final_numbers(rows: list[dict]) -> dict:
+    """The training loop's final evaluation of the best and the last checkpoint on the test images:
+    ``{"best": {"natural": ..., "pgd20": ...}, "last": {...}}`` (the attack named as it ran)."""
+    _, best, last, final = _selected(rows)
+    if not final:
+        raise ValueError("the run made no final evaluation (final_attack_steps = 0)")
+    return {which: {"natural": r["final_test_natural"],
+                    r["final_attack"].lower().replace("-", ""): r["final_test_robust"]}
+            for which, r in (("best", best), ("last", last))}
+
+
 def summarize(runs: list[list[dict]]) -> dict:
     """:func:`best_last` of several seeds of one experiment: the means of its keys, with ``std``
     and ``se`` (standard error, std/sqrt(n)) per key and the ``per_seed`` values."""
