@@ -1,4 +1,4 @@
-"""Weight averaging of a training run, a control for AWP's flatter minima (issue 13).
+"""Weight averaging of a training run, a control for AWP's flatter minima.
 
 * ``ema``: an exponential moving average of the weights, updated after every optimizer step.
   After the t-th update (t = 0, 1, ...), with d_t = min(``ema_decay``, (1 + t)/(10 + t)),

@@ -7,7 +7,7 @@ the gradient g of the *method's own loss* at w + v, then projects onto the layer
 ‖v_l‖ ≤ γ‖w_l‖ (Π_γ, Eq. 15). With A = K₂ = 1 and the default η₂ = γ/(A·K₂) this is the
 official code: ‖v_l‖ = γ‖w_l‖ along the layer-normalised gradient.
 
-Two controls (issue 13), options of the same class and of the training loop:
+Two controls, options of the same class and of the training loop:
 
 * ``direction="random"``: v is a fresh Gaussian direction per batch (drawn from
   :attr:`AWP.generator`), rescaled onto the budget's sphere; no gradient is taken, K₂ and η₂

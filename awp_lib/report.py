@@ -43,7 +43,7 @@ NOT_GROUPED = ("seed", "device", "profile", "training_semantics", "threads")
 
 
 def method_label(cfg: dict) -> str:
-    """AT, AT-AWP, TRADES-AWP, AT+L2, AT (cosine), and issue 13's controls AT-RWP (random direction),
+    """AT, AT-AWP, TRADES-AWP, AT+L2, AT (cosine), and the controls AT-RWP (random direction),
     AT-AWP-global, AT+EMA, AT-AWP+SWA, ... from a run's config (keys it lacks: their defaults)."""
     name = cfg["method"].upper()
     if cfg.get("regularizer", "none") != "none":

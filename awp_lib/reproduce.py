@@ -250,7 +250,7 @@ def _notebook_parameters(path: Path) -> list[str]:
 
 # Per-image cost of one forward+backward pass on one H100 (bf16, channels_last), in seconds: an
 # ESTIMATE calibrated so that PreAct ResNet-18 AT-AWP on CIFAR-10 (12 passes per image) takes 25 s an
-# epoch (the goal of issue 7, not a measurement); other models scale by forward FLOPs at 32 x 32.
+# epoch (the speed goal of the paper profile, not a measurement); other models scale by forward FLOPs at 32 x 32.
 PASS_SECONDS = 25.0 / (49_000 * 12)
 MODEL_COST = {"preactresnet18": 1.0, "vgg19": 0.71, "wrn-28-10": 9.4, "wrn-34-10": 11.3, "smallcnn": 0.02, "mlp": 0.01}
 TRAIN_IMAGES = {"cifar10": 49_000, "cifar100": 49_000, "svhn": 72_257, "fashion-mnist": 59_000}
