@@ -106,9 +106,9 @@ def table(record: dict) -> list[dict]:
     def pm(row, k):
         return f"{100 * row[k]:.1f} ± {100 * row[k + '_se']:.1f}" if row["seeds"] > 1 else f"{100 * row[k]:.1f}"
     return [{"setting": r["setting"], "what changes": r["what"], "seeds": r["seeds"],
-             "validation robust, best": pm(r, "best_val_robust"), "validation robust, last": pm(r, "last_val_robust"),
-             "drop (validation)": pm(r, "val_drop"), "train robust rise after the decay": pm(r, "train_robust_rise"),
-             "minutes per run": f"{r['minutes']:.1f}", "goal met": "yes" if r["goal_met"] else "no"}
+             "val. best": pm(r, "best_val_robust"), "val. last": pm(r, "last_val_robust"),
+             "val. drop": pm(r, "val_drop"), "train robust rise": pm(r, "train_robust_rise"),
+             "min/run": f"{r['minutes']:.1f}", "goal": "met" if r["goal_met"] else "missed"}
             for r in record["settings"]]
 
 
