@@ -22,14 +22,14 @@ from .validate import check_choice
 
 # name: (overrides of the cpu preset, what changes)
 SETTINGS = {
-    "w8": (dict(width=8, train_size=2000, decays=[0.5, 0.75]), "width 8, 2,000 images, decays at 50 and 75"),
-    "w16": (dict(width=16, train_size=2000, decays=[0.5, 0.75]), "width 16, 2,000 images, decays at 50 and 75"),
+    "w8": (dict(width=8, train_size=2000, decays=[0.5, 0.75]), "width 8, 2,000 images, decays 50/75 of 100"),
+    "w16": (dict(width=16, train_size=2000, decays=[0.5, 0.75]), "width 16, 2,000 images, decays 50/75 of 100"),
     "w16-early": (dict(width=16, train_size=2000, epochs=80, decays=[0.25, 0.75]),
-                  "width 16, 2,000 images; 80 epochs, decays at 20 and 60"),
+                  "width 16, 2,000 images, decays 20/60 of 80"),
     "w16-early-wd0": (dict(width=16, train_size=2000, epochs=80, decays=[0.25, 0.75], weight_decay=0.0),
                       "as w16-early, weight decay 0"),
     "w16-n1000": (dict(width=16, train_size=1000, decays=[0.2, 0.8]),
-                  "width 16, 1,000 images; 100 epochs, decays at 20 and 80"),
+                  "width 16, 1,000 images, decays 20/80 of 100"),
     "w16-n1000-wd0": (dict(width=16, train_size=1000, decays=[0.2, 0.8], weight_decay=0.0),
                       "as w16-n1000, weight decay 0"),
     "w32-early": (dict(width=32, train_size=2000, epochs=80, decays=[0.25, 0.75]), "as w16-early, width 32"),
@@ -105,10 +105,10 @@ def table(record: dict) -> list[dict]:
     """One row per setting of a recorded study, in points (mean ± standard error over seeds)."""
     def pm(row, k):
         return f"{100 * row[k]:.1f} ± {100 * row[k + '_se']:.1f}" if row["seeds"] > 1 else f"{100 * row[k]:.1f}"
-    return [{"setting": r["setting"], "what changes": r["what"], "seeds": r["seeds"],
+    return [{"setting": r["setting"], "what changes": r["what"], "n": r["seeds"],
              "val. best": pm(r, "best_val_robust"), "val. last": pm(r, "last_val_robust"),
              "val. drop": pm(r, "val_drop"), "train robust rise": pm(r, "train_robust_rise"),
-             "min/run": f"{r['minutes']:.1f}", "goal": "met" if r["goal_met"] else "missed"}
+             "min": f"{r['minutes']:.0f}", "goal": "met" if r["goal_met"] else "missed"}
             for r in record["settings"]]
 
 
