@@ -10,6 +10,8 @@ import time
 
 import torch
 
+from .awp import GAMMA_TABLE3
+
 BENCHES = {}
 
 
@@ -203,6 +205,7 @@ def epoch_speed(device="cpu", quick=False):
     from . import methods, models
     from .awp import AWP
     from .config import make_config
+    from .precision import autocast
     from .train import train_step
     cuda = torch.device(device).type == "cuda"
     arch, dataset, shape = ("preactresnet18", "cifar10", (3, 32, 32)) if cuda else ("smallcnn", "fashion-mnist", (1, 28, 28))
@@ -222,7 +225,7 @@ def epoch_speed(device="cpu", quick=False):
         awp, method = AWP(model, cfg.awp_gamma), methods.get("at")
 
         def step():
-            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=fast):
+            with autocast(device, "bf16" if fast else "none"):
                 train_step(net, opt, method, cfg, xs, y, awp)
             if cuda:
                 torch.cuda.synchronize()
@@ -254,7 +257,7 @@ def amp_cost(device="cpu", quick=False):
     from . import data
     from .config import make_config
     from .precision_check import awp_step_effect
-    cfg = make_config("cpu", device=device, awp_gamma=1e-2)
+    cfg = make_config("cpu", device=device, awp_gamma=GAMMA_TABLE3)
     s = data.get_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, 0)
     x, y = next(iter(data.Loader(*s.train, cfg.batch_size, device=device)))
 
@@ -350,7 +353,7 @@ def cpu_run(device="cpu", quick=False):
     from . import bookruns
     from .config import make_config
     from .data import project_root
-    from .train import train
+    from .train import final_test_images, train
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -377,13 +380,13 @@ def cpu_run(device="cpu", quick=False):
     t_final = sum(r.get("time_final", 0.0) for r in rows)
     per_epoch = t_train / len(rows)
     per_eval = t_monitor / max(1, len(evals))
-    final_images = (base.final_test_size or 10_000) + min(base.eval_train_size, base.train_size) + base.val_size
+    final_images = final_test_images(base) + min(base.eval_train_size, base.train_size) + base.val_size
     per_final_image = t_final / final_images
     run_min = []
     for kw in bookruns.book_runs("cpu").values():
         c = make_config("cpu", **kw)
         kind = c.method if c.method != "at" else ("at-awp" if c.awp_gamma > 0 else "at")
-        n_final = (c.final_test_size or 10_000) + min(c.eval_train_size, c.train_size or 0) + (c.val_size or 0)
+        n_final = final_test_images(c) + min(c.eval_train_size, c.train_size or 0) + (c.val_size or 0)
         seconds = c.epochs * per_epoch * per_method[kind] / per_method["at"] + \
             -(-c.epochs // c.eval_every) * per_eval + (per_final_image * n_final if c.final_attack_steps else 0.0)
         run_min.append(seconds / 60)
@@ -423,7 +426,7 @@ def paper_awp_precision(device: str = "cuda", batch: int = 128) -> dict:
     as far as in fp32. Used by ``tools/gpu-check.sh``."""
     from .config import make_config
     from .precision_check import awp_step_effect
-    cfg = make_config("paper", device=device, awp_gamma=1e-2)
+    cfg = make_config("paper", device=device, awp_gamma=GAMMA_TABLE3)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 3, 32, 32, generator=g).to(device)
     y = torch.randint(0, 10, (batch,), generator=g).to(device)

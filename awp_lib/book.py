@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .config import PROFILES, make_config
-from .data import TEST_SIZES, project_root  # noqa: F401 (chapters call book.project_root)
+from .data import project_root  # noqa: F401 (chapters call book.project_root)
 from .validate import check_choice
 
 
@@ -57,9 +57,10 @@ def run_state(profile: str, name: str, overrides: dict | None = None) -> str:
     ck = load_torch(last)
     if ck["epoch"] < saved.get("epochs", float("inf")):
         return "partial"
-    cfg = make_config(profile, **(overrides or {})) if overrides is not None else None
-    if cfg is not None and (config_diff(saved, cfg) or not final_done(cfg, json.loads(ck["metrics"]))):
-        return "partial"
+    if overrides is not None:
+        cfg = make_config(profile, **overrides)
+        if config_diff(saved, cfg) or not final_done(cfg, json.loads(ck["metrics"])):
+            return "partial"
     return "done"
 
 
@@ -152,11 +153,12 @@ def run_record(profile: str, name: str) -> dict:
     """What a finished run was trained and measured with: precision (``amp``), intra-op threads,
     training semantics, and the number of test images of its final evaluation."""
     from .config import load_saved
+    from .train import final_test_images
     path = run_dir(profile, name) / "config.json"
     saved, cfg = json.loads(path.read_text()), load_saved(path)
     return {"precision": "fp32" if cfg.amp == "none" else cfg.amp, "threads_per_run": saved.get("threads"),
             "training_semantics": saved.get("training_semantics", 1),
-            "test_images": cfg.test_size or TEST_SIZES[cfg.dataset]}
+            "test_images": final_test_images(cfg)}
 
 
 def decay_epochs(rows: list[dict]) -> list[int]:

@@ -239,7 +239,8 @@ def book_runs(profile: str) -> dict[str, dict]:
 
 # ----------------------------------------------------------------------------- training the list
 def pending(profile: str) -> dict[str, str]:
-    """State of each of the book's runs: ``done``, ``partial`` (resumes) or ``new``."""
+    """State of each of the book's runs: ``done``, ``partial`` (resumes), ``stale`` or ``new``
+    (:func:`awp_lib.book.run_state`)."""
     from .book import run_state
     return {name: run_state(profile, name, kw) for name, kw in book_runs(profile).items()}
 

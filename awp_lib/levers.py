@@ -46,13 +46,6 @@ def lever_runs(seeds: int = 3, settings: list[str] | None = None) -> dict[str, d
     return {f"lever-{n}-s{s}": dict(SETTINGS[n][0], seed=s, **STUDY) for n in names for s in range(seeds)}
 
 
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
-    return mean, sd / math.sqrt(n)
-
-
 def run_levers(rows: list[dict]) -> dict:
     """One run's numbers on validation: best epoch, best and last validation robust accuracy, the
     drop, and train robust accuracy at the first decay and at the end (the monitor's, at w)."""
@@ -70,7 +63,7 @@ def run_levers(rows: list[dict]) -> dict:
 
 def summary(profile: str = "cpu", seeds: int = 3, settings: list[str] | None = None) -> list[dict]:
     """Per setting: mean ± standard error over the finished seeds of :func:`run_levers`."""
-    from .book import run_dir
+    from .book import mean_std, run_dir
     out = []
     for name in settings or list(SETTINGS):
         per_seed = []
@@ -86,7 +79,8 @@ def summary(profile: str = "cpu", seeds: int = 3, settings: list[str] | None = N
         row = {"setting": name, "what": SETTINGS[name][1], "overrides": SETTINGS[name][0], "seeds": len(per_seed),
                "per_seed": per_seed}
         for k in per_seed[0]:
-            row[k], row[f"{k}_se"] = _mean_se([p[k] for p in per_seed])
+            mean, sd = mean_std([p[k] for p in per_seed])
+            row[k], row[f"{k}_se"] = mean, sd / math.sqrt(len(per_seed)) if len(per_seed) > 1 else float("nan")
         row["goal_met"] = bool(row["val_drop"] >= 0.02 and row["val_drop"] > 3 * row["val_drop_se"]
                                and row["train_robust_rise"] >= 0.10)
         out.append(row)

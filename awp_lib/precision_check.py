@@ -30,7 +30,7 @@ def region(mode: str, device: torch.device | str):
     """The autocast region of ``mode`` (see :data:`MODES`)."""
     device = torch.device(device)
     if mode == "bf16-cached":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=True)  # torch's default
     return autocast(device, "bf16" if mode == "bf16" else "none")
 
 

@@ -298,6 +298,13 @@ def _redo_final_evaluation(out: Path, cfg: Config, diff: dict) -> None:
         save_text(metrics_csv(rows), out / "metrics.csv")
 
 
+def final_test_images(cfg: Config) -> int:
+    """How many test images the final evaluation attacks: the first ``final_test_size`` of the
+    run's test split (``test_size``, else the dataset's whole test set)."""
+    split = cfg.test_size or data.TEST_SIZES[cfg.dataset]
+    return min(cfg.final_test_size or split, split)
+
+
 def final_done(cfg: Config, rows: list[dict]) -> bool:
     return cfg.final_attack_steps == 0 or bool(rows) and "final_test_robust" in rows[-1]
 
