@@ -47,7 +47,8 @@ def main(argv=None):
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except RuntimeError as e:
-        if type(e).__name__ != "RunsFailed":
+        # the book's runs failed, or a run diverged or stuck at chance: the message says it all
+        if type(e).__name__ not in ("RunsFailed", "TrainingDiverged", "TrainingStuck"):
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -40,13 +40,15 @@ def run_dir(profile: str, name: str) -> Path:
 
 def run_state(profile: str, name: str, overrides: dict | None = None) -> str:
     """``done`` (trained to its last epoch, final evaluation made), ``partial`` (interrupted, or
-    its final evaluation is missing or asked for with other settings: it resumes), ``stale``
+    its final evaluation is missing or asked for with other settings: it resumes), ``stuck``
+    (stopped at chance, :func:`awp_lib.train.stuck_at_chance`: it fails again at once), ``stale``
     (trained under older training semantics: it is set aside and trained again) or ``new``.
     With ``overrides``, a finished run counts as done only for that config."""
-    from .config import config_diff
+    from .config import config_diff, load_saved
+    from .data import NUM_CLASSES
     from .io import load_torch
     from .semantics import is_stale
-    from .train import final_done
+    from .train import final_done, stuck_at_chance
     d = run_dir(profile, name)
     last = d / "checkpoints" / "last.pt"
     if is_stale(d):
@@ -56,7 +58,9 @@ def run_state(profile: str, name: str, overrides: dict | None = None) -> str:
     saved = json.loads((d / "config.json").read_text()) if (d / "config.json").exists() else {}
     ck = load_torch(last)
     if ck["epoch"] < saved.get("epochs", float("inf")):
-        return "partial"
+        cfg = load_saved(d / "config.json")
+        stuck = stuck_at_chance(cfg, json.loads(ck["metrics"]), NUM_CLASSES[cfg.dataset])
+        return "partial" if stuck is None else "stuck"
     if overrides is not None:
         cfg = make_config(profile, **overrides)
         if config_diff(saved, cfg) or not final_done(cfg, json.loads(ck["metrics"])):
@@ -81,13 +85,40 @@ def train_run(name: str, profile: str, _progress: str | None = None, **overrides
             raise RuntimeError(f"run {name!r} ({overrides}) {why} the book's run list "
                                "(awp_lib/bookruns.py, book_runs): add it there, so that "
                                "`python -m awp_lib book-runs` trains it before the pages execute")
-        if run_state(profile, name, overrides) != "done":
+        state = run_state(profile, name, overrides)
+        if state == "stuck":
+            raise RuntimeError(f"run {name!r} is stuck at chance (python -m awp_lib book-runs --profile "
+                               f"{profile} --only {name} says why): no page reads its numbers")
+        if state != "done":
             raise RuntimeError(f"run {name!r} is not finished: run `python -m awp_lib book-runs "
                                f"--profile {profile}` first (make book does)")
     # a page reading a finished run prints nothing; a run that trains prints one line per epoch
     quiet = profile == "smoke" or os.environ.get("AWP_BOOK_RUNS") == "read"
     progress = _progress or ("none" if quiet else "line")
     return train(cfg, run_dir(profile, name), progress=progress)
+
+
+def stuck_run(name: str, profile: str, **overrides) -> tuple[list[dict], str | None]:
+    """A run that may stop stuck at chance (chapter 4's demonstration of the collapse): its
+    metrics and the reason it stopped (None if it trained to its end). With ``AWP_BOOK_RUNS=read``
+    it must be listed and stopped or finished."""
+    from .config import load_saved
+    from .data import NUM_CLASSES
+    from .train import TrainingStuck, stuck_at_chance
+    folder = run_dir(profile, name)
+    if os.environ.get("AWP_BOOK_RUNS") == "read":
+        if run_state(profile, name, overrides) not in ("stuck", "done"):
+            raise RuntimeError(f"run {name!r} is not trained: run `python -m awp_lib book-runs "
+                               f"--profile {profile}` first (make book does)")
+    else:
+        try:
+            return train_run(name, profile, **overrides), None
+        except TrainingStuck:
+            pass
+    rows = json.loads((folder / "metrics.json").read_text())
+    cfg = load_saved(folder / "config.json")
+    why = stuck_at_chance(cfg, rows, NUM_CLASSES[cfg.dataset])
+    return rows, (None if why is None else f"stuck at chance at epoch {rows[-1]['epoch']}: {why}")
 
 
 def load_run_model(name: str, profile: str, which: str = "last"):
@@ -113,9 +144,13 @@ def best_last(rows: list[dict]) -> dict:
     # the monitor's validation numbers: what a miniature or a schedule may be chosen on
     out["best_val_robust"], out["last_val_robust"] = best["val_robust"], last["val_robust"]
     out["val_drop"] = best["val_robust"] - last["val_robust"]
-    if "test_robust_loss" in last:  # the monitor's robust test loss (Stutz et al.'s criterion)
-        out["best_test_robust_loss"], out["last_test_robust_loss"] = best["test_robust_loss"], last["test_robust_loss"]
-        out["min_test_robust_loss"] = min(r["test_robust_loss"] for r in ev)
+    # the robust test loss (Stutz et al.'s criterion): the final evaluation's where it recorded
+    # it (on the same images as the accuracies), else the monitor's
+    loss = "final_test_robust_loss" if final and "final_test_robust_loss" in last else "test_robust_loss"
+    if loss in last and loss in best:
+        out["best_test_robust_loss"], out["last_test_robust_loss"] = best[loss], last[loss]
+        out["loss_rise"] = last[loss] / best[loss] - 1   # a fraction: 0.2 = 20 % above best's
+        out["min_test_robust_loss"] = min(r["test_robust_loss"] for r in ev)  # the monitor's curve
     return out
 
 

@@ -151,6 +151,18 @@ def ch4_at_awp(g: float, s: int) -> tuple[str, dict]:
     return f"at-awp{g:g}-s{s}", dict(method="at", seed=s, awp_gamma=g, **CLAIM_EVAL)
 
 
+def ch4_collapse_run(profile: str) -> tuple[str, dict]:
+    """AT-AWP of seed 2 without the AWP warm-up, every epoch monitored: at ``cpu`` it falls to a
+    constant prediction and the stuck check stops it within a few epochs (chapter 4's box)."""
+    return "at-awp0.01-nowarmup-s2", dict(method="at", seed=2, awp_gamma=GAMMA_TABLE3, awp_warmup=0,
+                                           eval_every=1, final_attack_steps=0)
+
+
+def expected_stuck(profile: str) -> set[str]:
+    """The listed runs that demonstrate a collapse: stopping stuck at chance is their result."""
+    return {ch4_collapse_run(profile)[0]}
+
+
 def ch4_reg(profile: str, norm: str, **extra) -> tuple[str, dict]:
     """A seed-0 run of the regulariser tables, named as ``reproduce`` names it."""
     from .reproduce import run_name, threat
@@ -182,15 +194,14 @@ def ch4_runs(profile: str, **params) -> dict[str, dict]:
         runs += [ch4_reg(profile, norm)] + [ch4_reg(profile, norm, regularizer=r) for r in p["regularizers"]]
         runs += [ch4_reg(profile, norm, awp_gamma=CH4[profile]["gamma_tables"])]
     runs += [ch4_control(profile, c, s, p["gamma"]) for c in CONTROLS for s in range(CH4[profile]["control_seeds"])]
+    runs.append(ch4_collapse_run(profile))
     return dict(runs)
 
 
 # ----------------------------------------------------------------------------- chapter 5
 def ch5_warmup(profile: str, method: str, extra: dict | None = None) -> int:
-    """AWP warm-up: the official TRADES-AWP and RST-AWP code starts AWP at epoch 10 of 200 (same ratio
-    here); MART-AWP has no public code and, like AT-AWP, starts at once."""
-    epochs = make_config(profile, **(extra or {})).epochs
-    return 0 if method == "mart" else round(epochs * 10 / 200)
+    """The AWP warm-up of ``method``-AWP in chapter 5: the profile's (``config.default_awp_warmup``)."""
+    return make_config(profile, method=method, awp_gamma=CH5[profile]["gamma"], **(extra or {})).awp_warmup
 
 
 def ch5_extra(profile: str, method: str) -> dict:
@@ -200,7 +211,7 @@ def ch5_extra(profile: str, method: str) -> dict:
 
 def ch5_run(profile: str, method: str, g: float, seed: int = 0) -> tuple[str, dict]:
     extra = ch5_extra(profile, method)
-    awp = {"awp_gamma": g, "awp_warmup": ch5_warmup(profile, method, extra)} if g else {}
+    awp = {"awp_gamma": g} if g else {}
     name = f"ch5-{method}-s{seed}" if g == 0 else f"ch5-{method}-awp{g:g}-s{seed}"
     return name, dict(method=method, seed=seed, **awp, **extra)
 
@@ -239,8 +250,8 @@ def book_runs(profile: str) -> dict[str, dict]:
 
 # ----------------------------------------------------------------------------- training the list
 def pending(profile: str) -> dict[str, str]:
-    """State of each of the book's runs: ``done``, ``partial`` (resumes), ``stale`` or ``new``
-    (:func:`awp_lib.book.run_state`)."""
+    """State of each of the book's runs: ``done``, ``partial`` (resumes), ``stuck``, ``stale`` or
+    ``new`` (:func:`awp_lib.book.run_state`)."""
     from .book import run_state
     return {name: run_state(profile, name, kw) for name, kw in book_runs(profile).items()}
 
@@ -292,16 +303,17 @@ def train_all(profile: str, only: str | None = None, progress: str = "auto", job
     if only:
         globs = [g.strip() for g in only.split(",") if g.strip()]
         runs = {k: v for k, v in runs.items() if any(fnmatch.fnmatch(k, g) for g in globs)}
-    return train_runs(profile, runs, progress, jobs, f"book runs ({profile})")
+    return train_runs(profile, runs, progress, jobs, f"book runs ({profile})", expected_stuck(profile))
 
 
 def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs: int | None = None,
-               title: str = "runs") -> list[dict]:
+               title: str = "runs", stuck_ok: set[str] = frozenset()) -> list[dict]:
     """Train, resume or skip ``runs`` (``{name: config overrides}`` under ``runs/<profile>/``),
     ``jobs`` at a time (default :func:`default_jobs`), each in its own process with one thread;
     one progress bar over the runs, one line per finished or failed run (name, minutes, headline
     numbers). A failed run does not stop the others: :class:`RunsFailed` is raised at the end,
-    naming each."""
+    naming each. A run stuck at chance fails, except those of ``stuck_ok``, whose collapse is
+    their result."""
     import multiprocessing
     import sys
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -312,7 +324,7 @@ def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs
     if not (isinstance(jobs, int) and jobs >= 1):
         raise ValueError(f"jobs={jobs!r} is invalid: a positive number of parallel runs")
     states = {name: book.run_state(profile, name, overrides) for name, overrides in runs.items()}
-    todo = [n for n in runs if states[n] != "done"]
+    todo = [n for n in runs if states[n] != "done" and not (states[n] == "stuck" and n in stuck_ok)]
     check_choice("progress", progress, ("auto", "bar", "line", "none"))
     say = print if progress != "none" else (lambda *_: None)
     bar = None
@@ -320,10 +332,10 @@ def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs
         from tqdm.auto import tqdm
         bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=title)
         say = tqdm.write
-    count = {s: sum(states[n] == s for n in todo) for s in ("partial", "stale", "new")}
+    count = {s: sum(states[n] == s for n in todo) for s in ("partial", "stuck", "stale", "new")}
     say(f"{title}: {len(runs)} in all, {len(runs) - len(todo)} done, {count['partial']} to resume, "
-        f"{count['stale']} stale (set aside, trained again), {count['new']} new; {min(jobs, len(todo) or 1)} "
-        "at a time, one thread each")
+        f"{count['stuck']} stuck at chance (they fail again), {count['stale']} stale (set aside, trained "
+        f"again), {count['new']} new; {min(jobs, len(todo) or 1)} at a time, one thread each")
     summary, failed = [], {}
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no inherited threads
     with ProcessPoolExecutor(max_workers=min(jobs, len(todo) or 1), mp_context=ctx) as pool:
@@ -339,7 +351,9 @@ def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs
                 r = f.result()
                 finished += 1
                 took = f"{60 * r['minutes']:.0f} s" if r["minutes"] < 2 else f"{r['minutes']:.1f} min"
-                if "error" in r:
+                if "error" in r and r["run"] in stuck_ok and r["error"].startswith("TrainingStuck"):
+                    say(f"[{finished}/{len(todo)}] stopped {r['run']} after {took}, as expected: {r['error']}")
+                elif "error" in r:
                     failed[r["run"]] = r["error"]
                     say(f"[{finished}/{len(todo)}] FAILED {r['run']} after {took}: {r['error']}\n{r['traceback']}")
                 else:

@@ -63,7 +63,8 @@ class Config:
     awp_steps: int = 1               # K₂
     awp_alternations: int = 1        # A
     awp_step: float | None = None    # η₂; None: γ/(A·K₂)
-    awp_warmup: int = 0              # epochs of plain training before AWP starts
+    awp_warmup: int | None = None    # epochs of plain training before AWP starts; None: the
+    #                                  profile's (default_awp_warmup), recorded as a number
     awp_direction: str = "adversarial"  # adversarial (Algorithm 2) | random: a fresh Gaussian direction per
     #                                  batch rescaled to the budget's sphere, no gradient (a control)
     awp_scope: str = "layer"         # layer: ‖v_l‖ ≤ γ‖w_l‖ per kernel (Eq. 15) | global: ‖v‖ ≤ γ‖w‖ over all
@@ -89,6 +90,9 @@ class Config:
     eval_train_size: int = 1000      # training images (fixed subset) for train robust accuracy at w
     eval_test_size: int | None = None  # test images (fixed subset) per evaluated epoch; None: the whole split
     eval_every: int = 1
+    # a run whose training loss sits at ln(classes), or its monitored natural accuracy at chance,
+    # for this many consecutive epochs after the AWP warm-up stops with an error (0: never)
+    stuck_epochs: int = 3
     # ... and the full-strength evaluation of the best and last checkpoints at the end (0: none):
     # natural and PGD-`final_attack_steps` on the test split (its first `final_test_size` images; None:
     # all of it), validation and the train subset
@@ -109,6 +113,8 @@ class Config:
             self.decays = [parse_value(d) for d in self.decays.split(",") if d.strip()]
         if isinstance(self.decays, tuple):
             self.decays = list(self.decays)
+        if self.awp_warmup is None:
+            self.awp_warmup = default_awp_warmup(self.profile, self.method, self.epochs, self.awp_gamma)
         if self.amp == "auto":
             self.amp = resolve_amp(self.model, self.device)
         if self.channels_last == "auto":
@@ -172,6 +178,8 @@ class Config:
             if v is not None and (not isinstance(v, int) or v <= 0):
                 raise ValueError(f"{k}={v!r} is invalid: a positive integer, or None for the whole set")
         nonneg = ("awp_gamma", "lr", "weight_decay", "momentum", "beta", "awp_warmup")
+        if not isinstance(self.stuck_epochs, int) or isinstance(self.stuck_epochs, bool) or self.stuck_epochs < 0:
+            raise ValueError(f"stuck_epochs={self.stuck_epochs!r} is invalid: a number of epochs >= 0 (0: no check)")
         for k in nonneg:
             v = getattr(self, k)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
@@ -230,6 +238,19 @@ PRESETS = {
                   eval_test_size=1000, final_attack_steps=20,
                   test_size=None, train_size=None, val_size=1000, amp="bf16", channels_last=True),
 }
+
+
+def default_awp_warmup(profile: str, method: str, epochs: int, awp_gamma: float) -> int:
+    """Epochs of plain training before AWP starts, by profile. ``cpu``: 5 % of the epochs for every
+    AWP-family run (the official TRADES-AWP ratio, 10 of 200), because at the miniature's learning
+    rate AWP from the first step can push AT-AWP to a constant prediction it never leaves (chapter 4);
+    ``paper``: the official codes' values (AT-AWP 0, TRADES/MART/RST-AWP 10); ``smoke``: 0, so that
+    its two-epoch runs see AWP act. 0 for runs without AWP."""
+    if not awp_gamma or profile == "smoke":
+        return 0
+    if profile == "cpu":
+        return round(0.05 * epochs)
+    return 0 if method == "at" else 10
 
 
 def bf16_fast(device: str = "auto") -> bool:

@@ -41,6 +41,48 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class TrainingStuck(TrainingDiverged):
+    """The model sits at chance (:func:`stuck_at_chance`); its checkpoints are kept."""
+
+
+def stuck_at_chance(cfg: Config, rows: list[dict], num_classes: int) -> str | None:
+    """Why a run is stuck at chance after its AWP warm-up, or None: its training loss within 1 %
+    of ln(classes), the loss of a constant uniform prediction, for ``cfg.stuck_epochs``
+    consecutive epochs, or its monitored validation natural accuracy at most chance + 2 points
+    at that many consecutive evaluated epochs. ``stuck_epochs`` = 0 turns the check off."""
+    n = cfg.stuck_epochs
+    after = [r for r in rows if r["epoch"] > cfg.awp_warmup]
+    if n == 0 or len(after) < n:
+        return None
+    chance_loss, chance_acc = math.log(num_classes), 1 / num_classes
+    tail = after[-n:]
+    if all(abs(r["train_loss"] - chance_loss) <= 0.01 * chance_loss for r in tail):
+        losses = ", ".join(f"{r['train_loss']:.3f}" for r in tail)
+        return (f"training loss {losses} in epochs "
+                f"{tail[0]['epoch']}-{tail[-1]['epoch']}, within 1% of ln({num_classes}) = {chance_loss:.3f}")
+    monitored = [r for r in after if "val_natural" in r][-n:]
+    if len(monitored) == n and monitored[-1] is rows[-1] and all(
+            r["val_natural"] <= chance_acc + 0.02 for r in monitored):
+        accs = ", ".join(f"{100 * r['val_natural']:.1f}%" for r in monitored)
+        return (f"validation natural accuracy {accs} at epochs "
+                f"{', '.join(str(r['epoch']) for r in monitored)}, at most chance "
+                f"({100 * chance_acc:.0f}%) + 2 points")
+    return None
+
+
+def _check_stuck(cfg: Config, rows: list[dict], num_classes: int, out) -> None:
+    why = stuck_at_chance(cfg, rows, num_classes)
+    if why is None:
+        return
+    warm = f" (after an AWP warm-up of {cfg.awp_warmup} epochs)" if cfg.awp_gamma else ""
+    kept = f"; its checkpoints up to epoch {rows[-1]['epoch']} are kept in {out}" if out is not None else ""
+    raise TrainingStuck(
+        f"{f'run {out}' if out is not None else f'this {cfg.method} run'} is stuck at chance at epoch {rows[-1]['epoch']}{warm}: {why}. The "
+        f"model predicts the same for every input and will not recover{kept}. Remedies: an AWP warm-up "
+        f"(--awp-warmup N: plain training for N epochs first), a smaller gamma (--awp-gamma, now "
+        f"{cfg.awp_gamma:g}) or learning rate (--lr, now {cfg.lr:g}); --stuck-epochs 0 turns this check off.")
+
+
 # ----------------------------------------------------------------------------- schedules (C.1)
 def lr_at(cfg: Config, t: float) -> float:
     """Learning rate at fractional epoch ``t``: piecewise (x0.1 at each fraction of ``decays``), cosine
@@ -205,6 +247,7 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
         avg.load(ck["model"], ck.get("average_n", 0))
         opt.load_state_dict(ck["optimizer"])
         rows, start, best = json.loads(ck["metrics"]), ck["epoch"], json.loads(ck["best"])
+        _check_stuck(cfg, rows, splits.num_classes, out)  # stopped stuck: it stays stuck
 
     bar = _bar(progress, cfg.epochs, start)
     for epoch in range(start, cfg.epochs):
@@ -263,6 +306,7 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
                         "metrics": json.dumps(rows), "best": json.dumps(best), **averaged},
                        out / "checkpoints" / "last.pt")
         _report(bar, progress, row, cfg)
+        _check_stuck(cfg, rows, splits.num_classes, out)
     if bar is not None:
         bar.close()
     if not final_done(cfg, rows):
@@ -306,14 +350,17 @@ def final_test_images(cfg: Config) -> int:
 
 
 def final_done(cfg: Config, rows: list[dict]) -> bool:
-    return cfg.final_attack_steps == 0 or bool(rows) and "final_test_robust" in rows[-1]
+    """Whether the run's final evaluation is made (a run evaluated before the robust loss was
+    recorded counts as not made: its evaluation is redone, its training kept)."""
+    return cfg.final_attack_steps == 0 or bool(rows) and "final_test_robust_loss" in rows[-1]
 
 
 def final_evaluation(cfg: Config, model, rows, best, out, splits, device, amp, shard, writer) -> list[dict]:
     """Natural and PGD-``final_attack_steps`` accuracy of the best and the last checkpoint on the
     train subset, the validation split and the test split (its first ``final_test_size`` images,
-    else all of it), written into their epochs'
-    rows as ``final_<part>_natural`` / ``final_<part>_robust`` (the per-epoch monitor is cheaper)."""
+    else all of it), written into their epochs' rows as ``final_<part>_natural``,
+    ``final_<part>_robust`` and ``final_<part>_robust_loss`` (the mean cross-entropy at the attack's
+    inputs); the per-epoch monitor is cheaper."""
     n_eval = min(cfg.eval_train_size, len(splits.train[1]))
     n_test = cfg.final_test_size or len(splits.test[1])
     sets = {"train": (splits.train[0][:n_eval], splits.train[1][:n_eval]), "val": splits.val,
@@ -331,8 +378,9 @@ def final_evaluation(cfg: Config, model, rows, best, out, splits, device, amp, s
         t0 = time.perf_counter()
         with amp:
             for part in FINAL_PARTS:
-                row[f"final_{part}_natural"], row[f"final_{part}_robust"] = robust_accuracy(
-                    model, loaders[part], cfg, cfg.final_attack_steps)
+                r = evaluate_split(model, loaders[part], cfg, cfg.final_attack_steps)
+                for k in ("natural", "robust", "robust_loss"):
+                    row[f"final_{part}_{k}"] = r[k]
         row["final_attack"], row["time_final"] = label, time.perf_counter() - t0
     model.load_state_dict(last_state)
     return rows

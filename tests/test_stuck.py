@@ -1,0 +1,117 @@
+"""A run stuck at chance stops with an error; the profiles' AWP warm-ups."""
+import json
+import math
+
+import pytest
+
+from awp_lib import book, bookruns, data, train as T
+from awp_lib.config import make_config
+
+TIMES = ("time_train", "time_total", "time_final")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return data.get_splits("fashion-mnist", train_size=192, val_size=100, test_size=100, seed=0)
+
+
+def cfg_(**kw):
+    return make_config("smoke", **{"epochs": 8, "train_size": 192, "val_size": 100, "test_size": 100,
+                                   "final_attack_steps": 0, **kw})
+
+
+def test_a_collapsed_run_fails_within_three_epochs_naming_run_epoch_and_remedies(tmp_path, tiny):
+    # gamma = 1: the perturbation is as large as the weights, and AT-AWP falls to a constant prediction
+    out = tmp_path / "collapsing"
+    cfg = cfg_(awp_gamma=1.0)
+    with pytest.raises(T.TrainingStuck) as err:
+        T.train(cfg, out, tiny, progress="none")
+    rows = json.loads((out / "metrics.json").read_text())
+    stopped = rows[-1]["epoch"]
+    at_chance = [r["epoch"] for r in rows if r["val_natural"] <= 0.12]
+    assert at_chance, rows
+    assert stopped < cfg.epochs and stopped - at_chance[0] <= 2, (stopped, at_chance)
+    msg = str(err.value)
+    for needle in (str(out), f"epoch {stopped}", "stuck at chance", "--awp-warmup", "--awp-gamma", "--lr"):
+        assert needle in msg, (needle, msg)
+    assert isinstance(err.value, T.TrainingDiverged)
+    # what was computed is kept, and asking again fails at once without training
+    assert T.load_torch(out / "checkpoints" / "last.pt")["epoch"] == stopped
+    with pytest.raises(T.TrainingStuck):
+        T.train(cfg, out, tiny, progress="none")
+    assert json.loads((out / "metrics.json").read_text()) == rows
+
+
+def test_a_healthy_run_is_unchanged_by_the_check(tmp_path, tiny):
+    checked = T.train(cfg_(epochs=4), tmp_path / "a", tiny, progress="none")
+    unchecked = T.train(cfg_(epochs=4, stuck_epochs=0), tmp_path / "b", tiny, progress="none")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMES} for r in rows]  # noqa: E731
+    assert len(checked) == 4 and strip(checked) == strip(unchecked)
+
+
+def rows_(losses, natural=None, every=1):
+    rows = [{"epoch": e, "train_loss": x} for e, x in enumerate(losses, 1)]
+    for r in rows:
+        if natural is not None and r["epoch"] % every == 0:
+            r["val_natural"] = natural
+    return rows
+
+
+def test_stuck_at_chance_counts_epochs_after_the_warmup_only():
+    ln10 = math.log(10)
+    cfg = make_config("cpu", awp_gamma=0.01)   # warm-up 5
+    assert T.stuck_at_chance(cfg, rows_([1.2] * 5 + [ln10] * 2), 10) is None
+    assert "within 1% of ln(10)" in T.stuck_at_chance(cfg, rows_([1.2] * 5 + [ln10 * 1.005] * 3), 10)
+    # during the warm-up, at ln 10 or not, nothing is counted
+    assert T.stuck_at_chance(cfg, rows_([ln10] * 5), 10) is None
+    # 2 % away from ln(C) is learning, not chance; ln(100) for 100 classes
+    assert T.stuck_at_chance(cfg, rows_([1.2] * 5 + [ln10 * 0.98] * 3), 10) is None
+    assert T.stuck_at_chance(cfg, rows_([1.2] * 5 + [math.log(100)] * 3), 100) is not None
+    # the monitor's natural accuracy at chance + 2 points on 3 evaluated epochs in a row
+    assert "validation natural accuracy" in T.stuck_at_chance(cfg, rows_([2.0] * 20, 0.115, every=5), 10)
+    assert T.stuck_at_chance(cfg, rows_([2.0] * 20, 0.125, every=5), 10) is None
+    assert T.stuck_at_chance(make_config("cpu", stuck_epochs=0), rows_([ln10] * 9), 10) is None
+
+
+def test_stuck_runs_are_listed_as_stuck_and_failed_by_book_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWP_DATA", str(data.data_root()))
+    monkeypatch.setenv("AWP_HOME", str(tmp_path))   # runs under tmp_path/runs, in the workers too
+    kw = dict(epochs=8, train_size=192, val_size=100, test_size=100, final_attack_steps=0, awp_gamma=1.0)
+    with pytest.raises(bookruns.RunsFailed, match="collapsing: TrainingStuck: .*stuck at chance"):
+        bookruns.train_runs("smoke", {"collapsing": kw}, progress="none", jobs=1)
+    assert book.run_state("smoke", "collapsing", kw) == "stuck"
+    assert not (book.run_dir("smoke", "collapsing") / "checkpoints" / "epoch8.pt").exists()
+    # a page asking for it in the build fails, naming it; nothing reads its numbers as a result
+    monkeypatch.setenv("AWP_BOOK_RUNS", "read")
+    monkeypatch.setattr(bookruns, "book_runs", lambda profile: {"collapsing": kw})
+    with pytest.raises(RuntimeError, match="'collapsing' is stuck at chance"):
+        book.train_run("collapsing", "smoke", **kw)
+    # a run expected to collapse (chapter 4's demonstration) is read with the reason it stopped
+    rows, why = book.stuck_run("collapsing", "smoke", **kw)
+    assert "stuck at chance" in why and rows[-1]["epoch"] < 8
+
+
+@pytest.mark.parametrize("profile,kw,warmup", [
+    ("cpu", dict(awp_gamma=0.01), 5),                          # 5 % of the preset's 100 epochs
+    ("cpu", dict(awp_gamma=0.01, awp_direction="random"), 5),  # the controls too
+    ("cpu", dict(method="trades", awp_gamma=5e-3, epochs=40), 2),  # chapter 5's 40 epochs
+    ("cpu", dict(method="mart", awp_gamma=5e-3, epochs=40), 2),
+    ("cpu", dict(), 0),                                        # no AWP, no warm-up
+    ("smoke", dict(awp_gamma=0.01), 0),                        # its two epochs must see AWP act
+    ("paper", dict(awp_gamma=0.01), 0),                        # the official AT-AWP code
+    ("paper", dict(method="trades", awp_gamma=5e-3), 10),      # the official TRADES-AWP code
+    ("paper", dict(method="mart", awp_gamma=5e-3), 10),
+    ("cpu", dict(awp_gamma=0.01, awp_warmup=0), 0),            # an explicit value wins
+])
+def test_awp_warmup_defaults_by_profile(profile, kw, warmup):
+    cfg = make_config(profile, **kw)
+    assert cfg.awp_warmup == warmup
+    assert cfg.to_dict()["awp_warmup"] == warmup   # recorded as a number in the run's config
+
+
+def test_every_awp_run_of_the_cpu_book_warms_up_and_the_smoke_book_does_not():
+    for profile, expected in (("cpu", lambda c: round(0.05 * c.epochs)), ("smoke", lambda c: 0)):
+        for name, kw in bookruns.book_runs(profile).items():
+            cfg = make_config(profile, **kw)
+            if cfg.awp_gamma > 0 and name not in bookruns.expected_stuck(profile):
+                assert cfg.awp_warmup == expected(cfg), (profile, name, cfg.awp_warmup)
