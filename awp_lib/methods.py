@@ -85,6 +85,15 @@ REGISTRY = {
 }
 
 
+def chance_loss(name: str, num_classes: int, cfg) -> float:
+    """The method's loss when the model predicts the uniform distribution for every input, as a
+    model stuck at chance does: ln(classes) for CE, TRADES and RST; a little more for MART."""
+    def uniform(x):
+        return torch.zeros(len(x), num_classes)
+    x, y = torch.zeros(2, 1), torch.tensor([0, 1 % num_classes])
+    return get(name).loss(uniform, x, x, y, cfg).item()
+
+
 def get(name: str) -> Method:
     from .validate import check_choice
     check_choice("method", name, METHODS)

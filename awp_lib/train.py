@@ -47,19 +47,20 @@ class TrainingStuck(TrainingDiverged):
 
 def stuck_at_chance(cfg: Config, rows: list[dict], num_classes: int) -> str | None:
     """Why a run is stuck at chance after its AWP warm-up, or None: its training loss within 1 %
-    of ln(classes), the loss of a constant uniform prediction, for ``cfg.stuck_epochs``
+    of the method's loss at a uniform prediction (:func:`awp_lib.methods.chance_loss`; ln(classes)
+    for AT) for ``cfg.stuck_epochs``
     consecutive epochs, or its monitored validation natural accuracy at most chance + 2 points
     at that many consecutive evaluated epochs. ``stuck_epochs`` = 0 turns the check off."""
     n = cfg.stuck_epochs
     after = [r for r in rows if r["epoch"] > cfg.awp_warmup]
     if n == 0 or len(after) < n:
         return None
-    chance_loss, chance_acc = math.log(num_classes), 1 / num_classes
+    chance_loss, chance_acc = methods.chance_loss(cfg.method, num_classes, cfg), 1 / num_classes
     tail = after[-n:]
     if all(abs(r["train_loss"] - chance_loss) <= 0.01 * chance_loss for r in tail):
         losses = ", ".join(f"{r['train_loss']:.3f}" for r in tail)
-        return (f"training loss {losses} in epochs "
-                f"{tail[0]['epoch']}-{tail[-1]['epoch']}, within 1% of ln({num_classes}) = {chance_loss:.3f}")
+        return (f"training loss {losses} in epochs {tail[0]['epoch']}-{tail[-1]['epoch']}, within 1% of "
+                f"{chance_loss:.3f}, the {cfg.method} loss of a uniform prediction over {num_classes} classes")
     monitored = [r for r in after if "val_natural" in r][-n:]
     if len(monitored) == n and monitored[-1] is rows[-1] and all(
             r["val_natural"] <= chance_acc + 0.02 for r in monitored):

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from awp_lib import book, bookruns, data, train as T
+from awp_lib import book, bookruns, data, methods, train as T
 from awp_lib.config import make_config
 
 TIMES = ("time_train", "time_total", "time_final")
@@ -42,6 +42,15 @@ def test_a_collapsed_run_fails_within_three_epochs_naming_run_epoch_and_remedies
     assert json.loads((out / "metrics.json").read_text()) == rows
 
 
+def test_the_loss_of_a_uniform_prediction_per_method():
+    cfg = make_config("smoke")
+    for m in ("standard", "at", "trades", "rst"):
+        assert methods.chance_loss(m, 10, cfg) == pytest.approx(math.log(10), rel=1e-5)
+    # MART's BCE adds -log(1 - max_{k != y} p_k) = -log(0.9)
+    assert methods.chance_loss("mart", 10, cfg) == pytest.approx(math.log(10) - math.log(0.9), rel=1e-3)
+    assert methods.chance_loss("at", 100, cfg) == pytest.approx(math.log(100), rel=1e-5)
+
+
 def test_a_healthy_run_is_unchanged_by_the_check(tmp_path, tiny):
     checked = T.train(cfg_(epochs=4), tmp_path / "a", tiny, progress="none")
     unchecked = T.train(cfg_(epochs=4, stuck_epochs=0), tmp_path / "b", tiny, progress="none")
@@ -61,7 +70,8 @@ def test_stuck_at_chance_counts_epochs_after_the_warmup_only():
     ln10 = math.log(10)
     cfg = make_config("cpu", awp_gamma=0.01)   # warm-up 5
     assert T.stuck_at_chance(cfg, rows_([1.2] * 5 + [ln10] * 2), 10) is None
-    assert "within 1% of ln(10)" in T.stuck_at_chance(cfg, rows_([1.2] * 5 + [ln10 * 1.005] * 3), 10)
+    assert "within 1% of 2.303, the at loss of a uniform prediction" in T.stuck_at_chance(
+        cfg, rows_([1.2] * 5 + [ln10 * 1.005] * 3), 10)
     # during the warm-up, at ln 10 or not, nothing is counted
     assert T.stuck_at_chance(cfg, rows_([ln10] * 5), 10) is None
     # 2 % away from ln(C) is learning, not chance; ln(100) for 100 classes
