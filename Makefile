@@ -77,7 +77,7 @@ BOOK_INPUTS  := _config.yml _toc.yml references.bib tools/widgets-config.js \
 book: venv sysdeps data widgets $(BOOK_STAMP)
 	@echo "book ($(BOOK_PROFILE)): $(CURDIR)/_build/html/index.html"
 
-# First every run the pages read (awp_lib/bookruns.py; trained, resumed or skipped, with
+# First every run the pages read (awp_lib/book/runlist.py; trained, resumed or skipped, with
 # progress), then the pages, which only read finished runs (AWP_BOOK_RUNS=read).
 $(BOOK_STAMP): $(BOOK_INPUTS) $(STAMP) | data widgets
 	rm -f _build/.book-*.stamp
@@ -88,8 +88,10 @@ $(BOOK_STAMP): $(BOOK_INPUTS) $(STAMP) | data widgets
 # --- All checks ---------------------------------------------------------------------------
 test: venv sysdeps data widgets
 	$(PY) -m pytest tests -q
+	# the import structure: core, book wing, layers (pyproject.toml)
+	$(VENV)/bin/lint-imports
 	# the chapters as nbval runs them, reading only the listed runs: a page asking for a run
-	# missing from awp_lib/bookruns.py fails here
+	# missing from awp_lib/book/runlist.py fails here
 	$(PY) -m awp_lib book-runs --profile smoke
 	AWP_PROFILE=smoke AWP_BOOK_RUNS=read $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env $$($(TOC_NOTEBOOKS))
 

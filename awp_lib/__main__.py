@@ -5,20 +5,21 @@ import argparse
 import json
 import sys
 
+from . import data, evaluate_cli, landscape, train
+from .book import bench, build, levers, reproduce
+
 
 def cmd_data(args):
-    from . import data
     raw = data.prepare_fashion_mnist(args.root) if data.DEBIAN_FASHION_MNIST.exists() or not args.download else None
     if raw:
         print(f"fashion-mnist ready in {raw}")
     for name in args.download or []:
-        for train in (True, False):
-            x, _ = data.load_dataset(name, train, args.root, download=True)
+        for split in (True, False):  # the training and the test split
+            x, _ = data.load_dataset(name, split, args.root, download=True)
         print(f"{name} ready in {data.data_root(args.root)}")
 
 
 def cmd_bench(args):
-    from . import bench
     print(json.dumps(bench.run(args.only, args.device, args.quick), indent=2))
 
 
@@ -35,8 +36,8 @@ def main(argv=None):
     b.add_argument("--device", default="cpu")
     b.add_argument("--quick", action="store_true", help="fewer repeats")
     b.set_defaults(fn=cmd_bench)
-    for register in _extra_commands():
-        register(sub)
+    for module in (train, landscape, evaluate_cli, reproduce, build, levers):
+        module.register_cli(sub)
     args = p.parse_args(argv)
     try:
         args.fn(args)
@@ -52,21 +53,6 @@ def main(argv=None):
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-
-
-def _extra_commands():
-    """Sub-commands of other modules (train, landscape, evaluate, reproduce), registered when present."""
-    import importlib
-    out = []
-    for mod in ("train", "landscape", "evaluate_cli", "reproduce", "bookruns", "levers"):
-        try:
-            m = importlib.import_module(f"awp_lib.{mod}")
-        except ModuleNotFoundError as e:
-            if e.name != f"awp_lib.{mod}":
-                raise
-            continue
-        out.append(m.register_cli)
-    return out
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import torch.nn as nn
 from torch.optim.swa_utils import update_bn
 
 from .precision import weights_changed
+from .validate import check_choice
 
 AVERAGES = ("none", "ema", "swa")
 
@@ -38,7 +39,6 @@ class WeightAverage:
 
     def __init__(self, model: nn.Module, kind: str = "none", ema_decay: float = 0.99,
                  swa_start: float = 0.75, epochs: int = 1):
-        from .validate import check_choice
         check_choice("weight_average", kind, AVERAGES)
         # SWA averages the epochs e (1-based) with e > swa_start·epochs
         self.kind, self.decay, self.first_epoch = kind, ema_decay, math.floor(swa_start * epochs + 1e-9) + 1

@@ -23,7 +23,7 @@ objects is refused: unpickling it could run code.
 """
 from __future__ import annotations
 
-import json
+import argparse
 import pickle
 import re
 from dataclasses import dataclass, field
@@ -32,6 +32,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from . import data
+from .attacks import check_eps
+from .config import load_saved
+from .config import resolve_device as resolve
 from .data import DATASETS
 from .models import MODELS, NORMALIZE, build_model
 from .validate import check_choice, parse_number
@@ -134,6 +138,17 @@ def load_weights(model: nn.Module, path, strict: bool = True, hint: str = "") ->
     return {**report, "wrapper": wrapper}
 
 
+def load_checkpoint(model: nn.Module, path, strict: bool = True) -> nn.Module:
+    """Load weights (ours or third-party) with ``weights_only=True``; returns ``model``.
+
+    Accepts a bare state dict or a dict holding one under ``model``/``state_dict``/``model_state_dict``.
+    A file holding arbitrary pickled objects is refused; keys that do not match are named
+    (:func:`awp_lib.checkpoints.load_weights`).
+    """
+    load_weights(model, path, strict=strict)
+    return model
+
+
 # ----------------------------------------------------------------------------- checkpoint -> model
 @dataclass
 class Loaded:
@@ -169,6 +184,15 @@ def is_run_checkpoint(checkpoint) -> bool:
     return p.parent.name == "checkpoints" and run_config_path(p).is_file()
 
 
+def load_run_model(checkpoint):
+    """Rebuild a model from ``<run>/checkpoints/X.pt`` and its ``<run>/config.json``."""
+    if Path(checkpoint).is_file() and not is_run_checkpoint(checkpoint):
+        raise FileNotFoundError(f"{run_config_path(checkpoint)} not found: the checkpoint must sit in "
+                                "<run>/checkpoints/ of a training run")
+    loaded = load_model(checkpoint)
+    return loaded.model, loaded.cfg
+
+
 def default_normalize(arch: str) -> tuple[str, str]:
     """The normalisation a third-party ``arch`` checkpoint most likely expects, and why."""
     if arch.startswith("wrn-"):
@@ -187,7 +211,6 @@ def load_model(checkpoint, model: str | None = None, dataset: str | None = None,
     config); any other file needs ``model`` and ``dataset``; ``normalize`` defaults by
     architecture (:func:`default_normalize`).
     """
-    from .config import load_saved
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
@@ -243,7 +266,6 @@ def images(loaded: Loaded, split: str = "test", n: int | None = None, root=None,
     dataset's split (as RobustBench does). ``n`` above what the split holds is capped, and the
     line says so.
     """
-    from . import data
     check_choice("split", split, ("train", "test"))
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ValueError(f"{flag} {n!r} is invalid: a number of images >= 1")
@@ -264,7 +286,6 @@ def images(loaded: Loaded, split: str = "test", n: int | None = None, root=None,
 
 def default_threat(loaded: Loaded, eps: float | None = None, norm: str | None = None) -> tuple[float, str]:
     """ε and norm: given ones, else the run's, else the published models' (8/255 L∞, 0.5 L2)."""
-    from .attacks import check_eps
     if norm is not None:
         check_choice("--norm", norm, ("linf", "l2"))
     if loaded.source == "run" and (norm is None or norm == loaded.cfg.norm):
@@ -277,7 +298,6 @@ def default_threat(loaded: Loaded, eps: float | None = None, norm: str | None = 
 
 def resolve_device(name) -> torch.device:
     """``auto`` (a GPU when there is one), ``cpu``, ``cuda``, ``cuda:N``; a bad name names ``--device``."""
-    from .config import resolve_device as resolve
     try:
         dev = resolve(str(name))
     except ValueError:
@@ -292,7 +312,6 @@ def number(text: str) -> float:
     try:
         return parse_number(text)
     except ValueError as e:
-        import argparse
         raise argparse.ArgumentTypeError(str(e)) from None
 
 

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 from dataclasses import dataclass, fields
+from pathlib import Path
 
-from .data import DATASETS
+import torch
+
+from .attacks import NORMS, check_eps
 from .averaging import AVERAGES
 from .awp import DIRECTIONS, SCOPES
-from .attacks import NORMS
+from .data import DATASETS
+from .evaluate import default_alpha
 from .methods import METHODS
 from .models import MODELS
 from .precision import AMP
@@ -124,7 +129,6 @@ class Config:
     # ----- derived values (not stored) -----
     @property
     def alpha(self) -> float:
-        from .evaluate import default_alpha
         return default_alpha(self.eps, self.norm) if self.attack_alpha is None else self.attack_alpha
 
     @property
@@ -151,7 +155,6 @@ class Config:
         return "" if self.weight_average == "none" else f"-{self.weight_average}"
 
     def validate(self) -> None:
-        from .attacks import check_eps
         for k, choices in CHOICES.items():
             if k != "augment" or self.augment is not None:
                 check_choice(k, getattr(self, k), choices)
@@ -253,9 +256,24 @@ def default_awp_warmup(profile: str, method: str, epochs: int, awp_gamma: float)
     return 0 if method == "at" else 10
 
 
+# The L2 radius of each profile (Fashion-MNIST: 784 pixels in [0, 1]; CIFAR: the paper's 128/255).
+L2_EPS = {"paper": 128 / 255, "cpu": 1.0, "smoke": 1.0}
+
+
+def threat(profile: str, dataset: str, norm: str) -> dict:
+    """Config overrides of a dataset and threat model (the official settings at ``paper``)."""
+    out = {"dataset": dataset} if profile == "paper" else {}
+    if norm == "l2":
+        out.update(norm="l2", eps=L2_EPS[profile], attack_alpha=None)   # step ε·15/128
+    if profile == "paper" and dataset == "svhn":   # official SVHN runs: lr 0.01, step 1/255, AWP after 5 epochs
+        out.update(lr=0.01)
+        if norm == "linf":
+            out.update(attack_alpha=1 / 255)
+    return out
+
+
 def bf16_fast(device: str = "auto") -> bool:
     """Whether bf16 autocast runs natively: a CUDA GPU with bf16, or a CPU with avx512_bf16 / AMX."""
-    import torch
     if resolve_device(device).type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     cpu = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
@@ -265,7 +283,6 @@ def bf16_fast(device: str = "auto") -> bool:
 
 def resolve_device(name: str = "auto"):
     """The ``torch.device`` a config's ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) trains on."""
-    import torch
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -329,8 +346,6 @@ def parse_value(text: str, key: str | None = None):
 def load_saved(path) -> Config:
     """The :class:`Config` of a run's ``config.json`` (records beside the config's keys, such as the
     training semantics version, are left out)."""
-    import json
-    from pathlib import Path
     saved = json.loads(Path(path).read_text())
     return Config(**{k: v for k, v in saved.items() if k in keys()})
 

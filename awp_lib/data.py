@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -99,7 +100,6 @@ def _no_md5(cls):
             return all((base / f[0]).exists() for f in self.train_list + self.test_list)
 
         def _load_meta(self):  # CIFAR: the class names, without the md5 check
-            import pickle
             path = Path(self.root) / self.base_folder / self.meta["filename"]
             if not path.exists():
                 raise RuntimeError(f"{path} is missing")
@@ -112,7 +112,7 @@ def _no_md5(cls):
 
 def load_dataset(name: str, train: bool, root=None, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(x, y)``: uint8 images ``N x C x H x W`` and int64 labels, via torchvision's classes."""
-    import torchvision.datasets as tvd
+    import torchvision.datasets as tvd  # CLI start-up time
     check_choice("dataset", name, DATASETS)
     root = data_root(root)
     how = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.distributed as dist
 
 
 def distributed(device: torch.device) -> tuple[int, int, torch.device]:
@@ -13,7 +14,6 @@ def distributed(device: torch.device) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, device
-    import torch.distributed as dist
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
@@ -24,7 +24,6 @@ def distributed(device: torch.device) -> tuple[int, int, torch.device]:
 
 def _sum_over_processes(values, device) -> list:
     """Sum numbers over the torchrun processes (identity in a single process)."""
-    import torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized()):
         return values
     t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
@@ -33,7 +32,6 @@ def _sum_over_processes(values, device) -> list:
 
 
 def _mean_over_processes(tensors: list[torch.Tensor], world: int) -> list[torch.Tensor]:
-    import torch.distributed as dist
     for t in tensors:
         dist.all_reduce(t)
         t.div_(world)
@@ -42,7 +40,6 @@ def _mean_over_processes(tensors: list[torch.Tensor], world: int) -> list[torch.
 
 def _from_rank0(t: torch.Tensor, device) -> torch.Tensor:
     """Process 0's tensor on every process (RST's pseudo-labels)."""
-    import torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized()):
         return t
     t = t.to(device)

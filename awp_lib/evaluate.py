@@ -1,10 +1,12 @@
 """The evaluation battery of the paper: natural, FGSM, PGD-20, PGD-100, CW∞ and AutoAttack accuracy."""
 from __future__ import annotations
 
+import logging
 import sys
 import types
 
 import torch
+from tqdm import tqdm
 
 from . import attacks as A
 from .validate import check_choice
@@ -24,8 +26,7 @@ def autoattack(model, x, y, eps: float, norm: str = "linf", batch_size: int = 25
 
     ``verbose``: its log (robust accuracy after each attack, times) goes to stderr.
     """
-    import logging
-    from pyautoattack import AutoAttack
+    from pyautoattack import AutoAttack  # optional dependency (AutoAttack)
     was = model.training
     model.eval()
     log = logging.getLogger("auto-attack")
@@ -97,7 +98,6 @@ def evaluate(model, loader, eps: float, norm: str = "linf", attacks=DEFAULT_ATTA
 def _bar(progress, loader, max_batches, desc):
     if not (progress and sys.stderr.isatty()):
         return None
-    from tqdm import tqdm
     total = len(loader) if hasattr(loader, "__len__") else None
     total = min(total, max_batches) if total is not None and max_batches is not None else total
     return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, leave=False)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 from . import checkpoints
-from .validate import check_choice
+from .data import Loader
 from .evaluate import ATTACKS, default_alpha, evaluate
+from .io import save_text
+from .validate import check_choice
 
 LABELS = {"natural": "natural", "fgsm": "FGSM", "pgd20": "PGD-20", "pgd100": "PGD-100", "cw": "CW∞",
           "autoattack": "AutoAttack (standard)"}
@@ -46,7 +49,6 @@ def evaluate_checkpoint(checkpoint, model: str | None = None, dataset: str | Non
     Returns the JSON's content: ``accuracy`` (fractions), ``seconds``, the model and where its
     settings came from, the threat model, the images, and the paths written.
     """
-    from .io import save_text
     attacks = parse_attacks(attacks)
     if not (isinstance(batch_size, int) and batch_size > 0):
         raise ValueError(f"--batch-size {batch_size!r} is invalid: a positive integer")
@@ -54,7 +56,6 @@ def evaluate_checkpoint(checkpoint, model: str | None = None, dataset: str | Non
     loaded = checkpoints.load_model(checkpoint, model, dataset, normalize, width, dev)
     eps, norm = checkpoints.default_threat(loaded, eps, norm)
     (x, y), which = checkpoints.images(loaded, "test", n, root)
-    from .data import Loader
     loader = Loader(x, y, batch_size, device=dev)
     for line in loaded.notes:
         log(line)
@@ -90,7 +91,6 @@ def markdown(result: dict) -> str:
 
 
 def _versions() -> dict:
-    from importlib import metadata
     out = {}
     for pkg in ("torch", "pyautoattack"):
         try:

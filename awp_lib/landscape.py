@@ -14,15 +14,23 @@ point) and restored bit-identically afterwards.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import sys
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from . import attacks
-from .precision import weights_changed
+from . import attacks, checkpoints
+from .awp import AWP
+from .checkpoints import add_model_args
 from .evaluate import default_alpha
+from .io import save_text
+from .precision import weights_changed
+from .validate import check_choice
 
 
 # ----------------------------------------------------------------------------- directions (lines 2-7)
@@ -199,7 +207,6 @@ def flatness(model, data, alpha0: float = 0.5, k: int = 5, gamma: float = 1e-2, 
     * ``worst``: ρ(w + v) − ρ(w) for v found by ``awp_steps`` AWP ascent steps with
       ‖v_l‖ ≤ γ‖w_l‖ (per batch, on adversarial examples made at w), ρ(w + v) with fresh PGD.
     """
-    from .awp import AWP
     attack_alpha = default_alpha(eps, norm) if attack_alpha is None else attack_alpha
     curve = landscape_1d(model, data, [-alpha0, 0.0, alpha0], k, seed, eps, attack_alpha, attack_steps, norm, n,
                          batch_size)
@@ -234,14 +241,13 @@ def flatness(model, data, alpha0: float = 0.5, k: int = 5, gamma: float = 1e-2, 
 def _progress(on, total):
     if not on:
         return None
-    from tqdm.auto import tqdm
     return tqdm(total=total, unit="point")
 
 
 # ----------------------------------------------------------------------------- figures
 def plot_1d(result: dict, ax=None, label: str | None = None, color=None):
     """Mean over directions with a ±1 std band (the spread of Figure 5)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # CLI start-up time
     ax = ax or plt.subplots(figsize=(4, 3))[1]
     a = torch.tensor(result["alphas"])
     m, s = torch.tensor(result["mean"]), torch.tensor(result["spread"])
@@ -255,7 +261,7 @@ def plot_1d(result: dict, ax=None, label: str | None = None, color=None):
 
 def plot_2d(result: dict, kind: str = "contour", ax=None):
     """|g(α, β) − g(0, 0)| as contours or as a surface."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # CLI start-up time
     A, B = torch.meshgrid(torch.tensor(result["alphas"]), torch.tensor(result["betas"]), indexing="ij")
     Z = torch.tensor(result["relative"])
     if kind == "surface":
@@ -271,17 +277,6 @@ def plot_2d(result: dict, kind: str = "contour", ax=None):
 
 
 # ----------------------------------------------------------------------------- CLI
-def load_run_model(checkpoint):
-    """Rebuild a model from ``<run>/checkpoints/X.pt`` and its ``<run>/config.json``."""
-    from pathlib import Path
-    from .checkpoints import is_run_checkpoint, load_model, run_config_path
-    if Path(checkpoint).is_file() and not is_run_checkpoint(checkpoint):
-        raise FileNotFoundError(f"{run_config_path(checkpoint)} not found: the checkpoint must sit in "
-                                "<run>/checkpoints/ of a training run")
-    loaded = load_model(checkpoint)
-    return loaded.model, loaded.cfg
-
-
 def _grid(text: str) -> list[float]:
     """``lo:hi:num`` (inclusive, like numpy.linspace) or a comma-separated list."""
     if ":" in text:
@@ -317,13 +312,7 @@ def landscape_checkpoint(checkpoint, dim: int = 1, alphas="-1:1:21", k: int = 5,
     to ``out`` (default: ``<run>/landscape/``, or ``landscape/`` beside a third-party file) and
     returns the result with the paths under ``json`` and ``png``.
     """
-    import json
-    import sys
-    from pathlib import Path
-    import matplotlib.pyplot as plt
-    from . import checkpoints
-    from .io import save_text
-    from .validate import check_choice
+    import matplotlib.pyplot as plt  # CLI start-up time
     check_choice("--dim", dim, (1, 2))
     check_choice("--subset", subset, ("train", "test"))
     grid = _flag_grid(alphas)
@@ -368,7 +357,6 @@ def landscape_checkpoint(checkpoint, dim: int = 1, alphas="-1:1:21", k: int = 5,
 
 
 def register_cli(sub) -> None:
-    from .checkpoints import add_model_args
     p = sub.add_parser("landscape", help="1-D (k directions) or 2-D weight loss landscape of a checkpoint "
                        "(ours, or a published one with --model/--dataset)")
     p.add_argument("checkpoint", help="<run>/checkpoints/X.pt of our runs, or a third-party file (--model, --dataset)")
@@ -388,9 +376,7 @@ def register_cli(sub) -> None:
 
 
 def _cmd(args) -> None:
-    import json
-    import sys
-    import matplotlib
+    import matplotlib  # CLI start-up time
     matplotlib.use("Agg")
     res = landscape_checkpoint(args.checkpoint, args.dim, args.alphas, args.k, args.subset, args.n, args.batch_size,
                                args.attack_steps, args.seed, args.include_bn, args.out, args.model, args.dataset,

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import attacks
+from .validate import check_choice
 
 METHODS = ("standard", "at", "trades", "mart", "rst")
 
@@ -95,6 +96,5 @@ def chance_loss(name: str, num_classes: int, cfg) -> float:
 
 
 def get(name: str) -> Method:
-    from .validate import check_choice
     check_choice("method", name, METHODS)
     return REGISTRY[name]

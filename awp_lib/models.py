@@ -1,7 +1,7 @@
 """Models of the paper, with input normalisation inside: inputs are always in [0, 1].
 
 Parameter names follow the public checkpoints (PreActResNet-18 of Rice et al. / the AWP code,
-WideResNet of TRADES/MART), so :func:`load_checkpoint` can load third-party weights.
+WideResNet of TRADES/MART), so :func:`awp_lib.checkpoints.load_checkpoint` can load third-party weights.
 """
 from __future__ import annotations
 
@@ -208,15 +208,3 @@ def build_model(name: str, dataset: str = "cifar10", width: int = 16, normalize:
         _, depth, widen = name.split("-")
         return WideResNet(int(depth), int(widen), **kw)
     return VGG19(**kw)
-
-
-def load_checkpoint(model: nn.Module, path, strict: bool = True) -> nn.Module:
-    """Load weights (ours or third-party) with ``weights_only=True``; returns ``model``.
-
-    Accepts a bare state dict or a dict holding one under ``model``/``state_dict``/``model_state_dict``.
-    A file holding arbitrary pickled objects is refused; keys that do not match are named
-    (:func:`awp_lib.checkpoints.load_weights`).
-    """
-    from .checkpoints import load_weights
-    load_weights(model, path, strict=strict)
-    return model

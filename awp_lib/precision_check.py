@@ -20,6 +20,7 @@ from . import methods, models
 from .awp import AWP
 from .config import Config
 from .precision import autocast
+from .train import train_step
 
 # How a step is run: fp32; bf16 in the library's region (weight cache off); bf16 inside a region of
 # the caller with the cache on (the default of torch.autocast), which AWP's guard must empty.
@@ -38,7 +39,6 @@ def awp_step_effect(cfg: Config, x: torch.Tensor, y: torch.Tensor, mode: str = "
                     direction: str | None = None, scope: str | None = None, seed: int = 0) -> dict:
     """One step of ``cfg.method`` without and with AWP (budget ``gamma``, default ``cfg.awp_gamma``)
     from the same start, under ``mode``: ``{"loss": ..., "loss_awp": ..., "weight_diff": ‖w_AWP − w‖}``."""
-    from .train import train_step
     if mode not in MODES:
         raise ValueError(f"unknown precision mode {mode!r}; valid choices: {', '.join(MODES)}")
     gamma = cfg.awp_gamma if gamma is None else gamma

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from tqdm.auto import tqdm
+
 
 def _interactive(progress: str) -> bool:
     return progress == "bar" or (progress == "auto" and sys.stderr.isatty())
@@ -11,7 +13,6 @@ def _interactive(progress: str) -> bool:
 def _bar(progress, total, start):
     if not _interactive(progress):
         return None
-    from tqdm.auto import tqdm
     return tqdm(total=total, initial=start, unit="epoch")
 
 

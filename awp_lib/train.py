@@ -22,16 +22,19 @@ import time
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from . import attacks, data, methods, models, semantics
 from .averaging import WeightAverage
 from .awp import AWP
 from .config import Config, config_diff, keys, make_config, resolve_device
 from .config import parse_value as _parse_value
-from .precision import autocast
+
 # moved out of this module; still reachable as train.<name> (the chapters and other modules use them)
 from .distributed import _from_rank0, _mean_over_processes, _sum_over_processes, distributed  # noqa: F401
 from .io import atomic_write, load_torch, metrics_csv, save_text, save_torch  # noqa: F401
+from .names import run_name
+from .precision import autocast
 from .progress import _bar, _fmt, _log, _report  # noqa: F401
 from .regularizers import cutout, mixup, weight_penalty  # noqa: F401
 from .rst import MixedLoader, pseudo_label, rst_loader  # noqa: F401
@@ -224,7 +227,6 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
     net = torch.compile(model) if cfg.compile else model
     ddp = None
     if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
         ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         ddp = torch.compile(ddp) if cfg.compile else ddp
         if awp is not None:
@@ -394,16 +396,15 @@ def _keep_epoch(cfg: Config, epoch: int) -> bool:
 
 # ----------------------------------------------------------------------------- CLI
 def default_out(cfg: Config) -> Path:
-    reg = f"-{cfg.regularizer}" if cfg.regularizer != "none" else ""
-    name = f"{cfg.dataset}-{cfg.norm}-{cfg.method}{cfg.awp_tag}{reg}{cfg.average_tag}-s{cfg.seed}"
-    return Path("runs") / cfg.profile / name
+    """``runs/<profile>/<name>``, named as the book and the suites name their runs."""
+    return Path("runs") / cfg.profile / run_name(cfg)
 
 
 def register_cli(sub) -> None:
     p = sub.add_parser("train", help="train one run (any method, with or without AWP); resumes from --out",
                        description="Every config key is a flag; values like 8/255 are accepted.")
     p.add_argument("--profile", default=None, help="smoke | cpu | paper (default: $AWP_PROFILE or cpu)")
-    p.add_argument("--out", default=None, help="run folder (default: runs/<profile>/<dataset>-<norm>-<method>...)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<profile>/<name>, e.g. at-awp0.01-s0)")
     p.add_argument("--progress", default="auto", choices=["auto", "bar", "line", "none"])
     for k in keys():
         if k != "profile":

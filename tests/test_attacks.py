@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from awp_lib import attacks as A
-from awp_lib.evaluate import evaluate
 from awp_lib import data
+from awp_lib.evaluate import evaluate
 
 
 def batch(fmnist, n=128):

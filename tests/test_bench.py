@@ -1,4 +1,4 @@
-from awp_lib import bench
+from awp_lib.book import bench
 
 
 def test_epoch_speed_reports_a_ratio_and_a_projection():

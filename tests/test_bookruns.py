@@ -1,4 +1,4 @@
-"""The book's run list (awp_lib.bookruns), the read-only mode of the book build, and the
+"""The book's run list (awp_lib.book.runlist), the read-only mode of the book build, and the
 live-widget cells that the build must not execute (jupyter/nbclient#312).
 
 The coverage of the list is enforced where the chapters execute: ``make test`` trains the
@@ -14,7 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from awp_lib import book, bookruns, data
+from awp_lib import book, data
+from awp_lib.book import build, runlist
 from awp_lib.config import make_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,27 +25,27 @@ LIVE = re.compile(r"\binteract(ive)?\s*\(|@widgets\.interact|\.observe\s*\(")
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
 def test_book_runs_are_valid_and_consistent(profile):
-    runs = bookruns.book_runs(profile)
+    runs = runlist.book_runs(profile)
     assert len(runs) >= 10
     for name, kw in runs.items():
         cfg = make_config(profile, **kw)          # raises on a bad key or value
         assert name.endswith(f"-s{cfg.seed}"), name
     # chapters share runs: chapter 2's AT seed 0 is chapter 3's and chapter 4's
-    assert bookruns.ch3_run(profile)[0] in runs
-    assert bookruns.ch4_at_awp(0, 0)[0] == "at-piecewise-s0" in bookruns.ch2_runs(profile)
-    assert bookruns.run_page_run(profile)[0] in runs
+    assert runlist.ch3_run(profile)[0] in runs
+    assert runlist.ch4_at_awp(0, 0)[0] == "at-piecewise-s0" in runlist.ch2_runs(profile)
+    assert runlist.run_page_run(profile)[0] in runs
 
 
 def test_chapter_parameters_are_checked():
     with pytest.raises(ValueError, match="'dropout'.*l1, l2, cutout, mixup"):
-        bookruns.ch4_params("smoke", regularizers="dropout")
+        runlist.ch4_params("smoke", regularizers="dropout")
     with pytest.raises(ValueError, match="'pgd'.*trades, mart, rst"):
-        bookruns.ch5_runs("smoke", methods="pgd")
-    assert bookruns.ch4_params("cpu")["seeds"] == [0, 1, 2, 3, 4]
-    assert bookruns.ch3_run("smoke", norm="l2", eps="1")[0] == "at-piecewise-l2-eps1-s0"
-    assert bookruns.ch3_results_name("at-piecewise-l2-eps1-s0") == "ch3-piecewise-l2-eps1"
-    assert bookruns.ch3_results_name(bookruns.ch3_run("smoke", seed=2)[0], 2) == "ch3"
-    assert bookruns.ch3_results_name(bookruns.ch3_run("smoke", schedule="cosine")[0]) == "ch3-cosine"
+        runlist.ch5_runs("smoke", methods="pgd")
+    assert runlist.ch4_params("cpu")["seeds"] == [0, 1, 2, 3, 4]
+    assert runlist.ch3_run("smoke", norm="l2", eps="1")[0] == "at-piecewise-l2-eps1-s0"
+    assert runlist.ch3_results_name("at-piecewise-l2-eps1-s0") == "ch3-piecewise-l2-eps1"
+    assert runlist.ch3_results_name(runlist.ch3_run("smoke", seed=2)[0], 2) == "ch3"
+    assert runlist.ch3_results_name(runlist.ch3_run("smoke", schedule="cosine")[0]) == "ch3-cosine"
 
 
 @pytest.fixture()
@@ -62,7 +63,7 @@ def test_a_runs_numbers_do_not_depend_on_jobs(tmp_path, monkeypatch):
     metrics = {}
     for jobs in (1, 2):
         monkeypatch.setenv("AWP_HOME", str(tmp_path / f"jobs{jobs}"))
-        done = bookruns.train_all("smoke", only="ch1-*", progress="line", jobs=jobs)
+        done = build.train_all("smoke", only="ch1-*", progress="line", jobs=jobs)
         assert sorted(r["run"] for r in done) == ["ch1-at-s0", "ch1-standard-s0"]
         metrics[jobs] = {n: json.loads((tmp_path / f"jobs{jobs}" / "runs" / "smoke" / n / "metrics.json")
                                        .read_text()) for n in ("ch1-at-s0", "ch1-standard-s0")}
@@ -71,24 +72,24 @@ def test_a_runs_numbers_do_not_depend_on_jobs(tmp_path, monkeypatch):
 
 
 def test_a_failed_run_is_reported_and_the_others_finish(runs_root, monkeypatch, capsys):
-    real = bookruns.book_runs
-    monkeypatch.setattr(bookruns, "book_runs", lambda profile: {
+    real = runlist.book_runs
+    monkeypatch.setattr(runlist, "book_runs", lambda profile: {
         **{k: v for k, v in real(profile).items() if k == "ch1-at-s0"}, "ch1-bad-s0": dict(method="at", lr=-1.0)})
-    with pytest.raises(bookruns.RunsFailed, match="ch1-bad-s0: ValueError: lr=-1.0"):
-        bookruns.train_all("smoke", progress="line", jobs=2)
+    with pytest.raises(build.RunsFailed, match="ch1-bad-s0: ValueError: lr=-1.0"):
+        build.train_all("smoke", progress="line", jobs=2)
     out = capsys.readouterr().out
     assert "FAILED ch1-bad-s0" in out and "done ch1-at-s0" in out
     assert book.run_state("smoke", "ch1-at-s0") == "done"
 
 
 def test_train_all_trains_then_skips_and_read_mode_reads(runs_root, monkeypatch, capsys):
-    first = bookruns.train_all("smoke", only="ch1-*", progress="line")
+    first = build.train_all("smoke", only="ch1-*", progress="line")
     assert [r["run"] for r in first] == ["ch1-standard-s0", "ch1-at-s0"]
     out = capsys.readouterr().out
     assert "2 in all, 0 done" in out and "done ch1-at-s0:" in out and "test_robust=" in out
-    assert bookruns.train_all("smoke", only="ch1-*", progress="line") == []   # nothing left to do
+    assert build.train_all("smoke", only="ch1-*", progress="line") == []   # nothing left to do
     assert "2 in all, 2 done" in capsys.readouterr().out
-    name, kw = next(iter(bookruns.ch1_runs("smoke").items()))
+    name, kw = next(iter(runlist.ch1_runs("smoke").items()))
     assert book.run_state("smoke", name, kw) == "done"
     # asked for with another final evaluation: not done (book-runs redoes that evaluation)
     assert book.run_state("smoke", name, {**kw, "final_attack_steps": 2}) == "partial"
@@ -99,7 +100,7 @@ def test_train_all_trains_then_skips_and_read_mode_reads(runs_root, monkeypatch,
 
 def test_read_mode_refuses_unlisted_and_unfinished_runs(runs_root, monkeypatch):
     monkeypatch.setenv("AWP_BOOK_RUNS", "read")
-    with pytest.raises(RuntimeError, match=r"'at-mystery-s0'.*not in the book's run list.*bookruns"):
+    with pytest.raises(RuntimeError, match=r"'at-mystery-s0'.*not in the book's run list.*runlist"):
         book.train_run("at-mystery-s0", "smoke", method="at")
     with pytest.raises(RuntimeError, match="another config"):
         book.train_run("at-piecewise-s0", "smoke", method="at", lr=0.3)
@@ -125,7 +126,7 @@ def test_chapter_with_live_widget_executes_repeatedly_without_stalling(monkeypat
     """Chapter 1 at smoke, executed three times as the book build executes it (nbclient, which
     skips skip-execution cells), each under a bounded time: a reintroduced deadlock fails here."""
     from nbclient import NotebookClient
-    bookruns.train_all("smoke", only="ch1-*", progress="line")
+    build.train_all("smoke", only="ch1-*", progress="line")
     monkeypatch.setenv("AWP_PROFILE", "smoke")
     monkeypatch.setenv("AWP_BOOK_RUNS", "read")
     for attempt in range(3):

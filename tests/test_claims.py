@@ -1,7 +1,8 @@
 """The claims of chapters 2 and 4, computed from runs' metrics through book.best_last and summarize."""
 import pytest
 
-from awp_lib import book, claims
+from awp_lib import book
+from awp_lib.book import claims
 
 
 def run(best, last, loss_best=1.0, loss_last=1.0, train_last=0.8, natural=0.8):

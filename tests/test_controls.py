@@ -8,9 +8,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from awp_lib import data, models, report, reproduce, train as T
+from awp_lib import data, models, names
+from awp_lib import train as T
 from awp_lib.averaging import WeightAverage
 from awp_lib.awp import AWP, perturbable, project, project_layerwise
+from awp_lib.book import report
 from awp_lib.config import make_config
 
 GAMMA = 0.02
@@ -218,20 +220,20 @@ def test_cli_flags_and_run_names():
                               "--weight-average", "swa", "--swa-start", "0.5", "--ema-decay", "0.999"])
     assert (args.awp_direction, args.awp_scope, args.weight_average, args.swa_start, args.ema_decay) == \
         ("random", "global", "swa", 0.5, 0.999)
-    names = {
+    expected = {
         "at-awp0.01-s0": dict(awp_gamma=0.01), "at-rwp0.01-s0": dict(awp_gamma=0.01, awp_direction="random"),
         "at-awp0.01-global-s0": dict(awp_gamma=0.01, awp_scope="global"),
         "at-rwp0.01-global-s0": dict(awp_gamma=0.01, awp_direction="random", awp_scope="global"),
         "at-ema-s0": dict(weight_average="ema"), "at-awp0.01-swa-s0": dict(awp_gamma=0.01, weight_average="swa"),
         "at-piecewise-s0": dict(), "trades-awp0.005-s0": dict(method="trades", awp_gamma=0.005),
     }
-    for name, kw in names.items():
+    for name, kw in expected.items():
         cfg = make_config("cpu", **kw)
-        assert reproduce.run_name(cfg) == name
-    labels = {report.method_label(make_config("cpu", **kw).to_dict()) for kw in names.values()}
+        assert names.run_name(cfg) == name
+    labels = {report.method_label(make_config("cpu", **kw).to_dict()) for kw in expected.values()}
     assert labels == {"AT-AWP", "AT-RWP", "AT-AWP-global", "AT-RWP-global", "AT+EMA", "AT-AWP+SWA", "AT",
                       "TRADES-AWP"}                                    # tables never pool a control with AWP
-    outs = {str(T.default_out(make_config("cpu", **kw))) for kw in names.values()}
-    assert len(outs) == len(names)                                    # no two controls share a folder
+    outs = {str(T.default_out(make_config("cpu", **kw))) for kw in expected.values()}
+    assert len(outs) == len(expected)                                    # no two controls share a folder
     assert str(T.default_out(make_config("cpu", awp_gamma=0.01, awp_direction="random"))) == \
-        "runs/cpu/fashion-mnist-linf-at-rwp0.01-s0"
+        "runs/cpu/at-rwp0.01-s0"  # the one namer: the same name as the book and the suites

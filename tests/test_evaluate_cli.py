@@ -13,12 +13,12 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from test_data import write_cifar
 
 from awp_lib import attacks as A
 from awp_lib import checkpoints, data, models
 from awp_lib.__main__ import main
-from awp_lib.landscape import load_run_model
-from test_data import write_cifar
+from awp_lib.checkpoints import load_run_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -226,7 +226,7 @@ def test_malicious_pickle_is_refused(preact, tmp_path, capsys):
     assert f"{ck} refused" in err and "test_evaluate_cli._run_code" in err and "weights_only=True" in err
     assert not marker.exists()
     with pytest.raises(ValueError, match="refused"):
-        models.load_checkpoint(models.build_model("preactresnet18", "cifar10"), ck)
+        checkpoints.load_checkpoint(models.build_model("preactresnet18", "cifar10"), ck)
     assert not marker.exists()
     torch.load(ck, weights_only=False)  # what the refusal prevents: the full unpickler runs the file's code
     assert marker.read_text() == "code ran"

@@ -6,7 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from awp_lib import attacks, book, bookruns, data, models, report, reproduce, train as T
+from awp_lib import attacks, book, data, models, names
+from awp_lib import train as T
+from awp_lib.book import report, runlist
 from awp_lib.config import make_config
 
 
@@ -83,21 +85,21 @@ def test_summarize_means_standard_errors_and_validation_drop():
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu"])
 def test_chapter_runs_cover_seeds_the_when_section_and_the_controls(profile):
-    runs = bookruns.book_runs(profile)
-    for s in range(bookruns.CH4[profile]["seeds"]):
-        assert f"at-piecewise-s{s}" in runs and f"at-awp{bookruns.CH4[profile]['gamma']:g}-s{s}" in runs
-    for name, kw in bookruns.ch2_when_runs(profile).values():
+    runs = runlist.book_runs(profile)
+    for s in range(runlist.CH4[profile]["seeds"]):
+        assert f"at-piecewise-s{s}" in runs and f"at-awp{runlist.CH4[profile]['gamma']:g}-s{s}" in runs
+    for name, kw in runlist.ch2_when_runs(profile).values():
         assert runs[name] == kw
-    g = bookruns.CH4[profile]["gamma"]
+    g = runlist.CH4[profile]["gamma"]
     want = {"rwp": f"at-rwp{g:g}-s0", "rwp10": f"at-rwp{10 * g:g}-s0", "awp-global": f"at-awp{g:g}-global-s0",
             "ema": "at-ema-s0", "at": "at-piecewise-s0", "awp": f"at-awp{g:g}-s0"}
     for label, name in want.items():
-        got, kw = bookruns.ch4_control(profile, label, 0)
+        got, kw = runlist.ch4_control(profile, label, 0)
         assert got == name and name in runs
-        assert reproduce.run_name(make_config(profile, **kw)) == name      # the name says the config
+        assert names.run_name(make_config(profile, **kw)) == name      # the name says the config
     assert make_config(profile, **runs[want["rwp10"]]).awp_gamma == pytest.approx(10 * g)
     with pytest.raises(ValueError, match="control 'sam'.*at, awp, rwp, rwp10, awp-global, ema"):
-        bookruns.ch4_control(profile, "sam", 0)
+        runlist.ch4_control(profile, "sam", 0)
 
 
 def test_report_uses_the_final_evaluation_when_a_run_has_one(tmp_path):
@@ -136,7 +138,7 @@ def test_one_colour_per_method_across_the_book(tmp_path):
     rgb = {k: mc.to_hex(c) for k, c in book.COLORS.items()}
     assert len(set(rgb.values())) == len(rgb), f"two methods share a colour: {rgb}"
     # every method label a cpu-book run gets has its colour; families follow AT / AT-AWP
-    for name, kw in bookruns.book_runs("cpu").items():
+    for name, kw in runlist.book_runs("cpu").items():
         label = report.method_label(make_config("cpu", **kw).to_dict())
         assert book.color_of(label) in book.COLORS.values(), (name, label)
     assert book.color_of("AT-AWP-global") == book.COLORS["AT-AWP global"]

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from awp_lib import models
+from awp_lib import checkpoints, models
 
 
 @pytest.mark.parametrize("name", models.MODELS)
@@ -26,7 +26,7 @@ def test_load_third_party_checkpoint(tmp_path):
     state = {f"module.{k}": v for k, v in src.state_dict().items()}
     state["module.sub_block1.layer.0.conv1.weight"] = torch.zeros(3)  # the unused TRADES/MART block
     torch.save({"state_dict": state}, tmp_path / "ckpt.pt")
-    dst = models.load_checkpoint(models.build_model("wrn-28-10", "cifar10"), tmp_path / "ckpt.pt")
+    dst = checkpoints.load_checkpoint(models.build_model("wrn-28-10", "cifar10"), tmp_path / "ckpt.pt")
     assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
 
 
@@ -37,7 +37,7 @@ class Evil:
 def test_refuses_pickled_objects(tmp_path):
     torch.save({"model": {}, "extra": Evil()}, tmp_path / "evil.pt")  # an arbitrary pickled object
     with pytest.raises(Exception, match="(?i)weights_only|unsupported global"):
-        models.load_checkpoint(models.build_model("smallcnn", "fashion-mnist"), tmp_path / "evil.pt")
+        checkpoints.load_checkpoint(models.build_model("smallcnn", "fashion-mnist"), tmp_path / "evil.pt")
 
 
 def test_unknown_model():

@@ -7,7 +7,8 @@ import nbformat
 import pytest
 import torch
 
-from awp_lib import book, config, data, models, train as T
+from awp_lib import book, config, data, models
+from awp_lib import train as T
 from awp_lib.config import make_config
 
 REPO = Path(__file__).resolve().parents[1]

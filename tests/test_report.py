@@ -1,7 +1,7 @@
 import json
 import math
 
-from awp_lib import report
+from awp_lib.book import report
 
 
 def write_run(root, name, seed, awp, test_robust, epochs=4):

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from awp_lib import report, reproduce, semantics, train
+from awp_lib import names, semantics, train
+from awp_lib.book import report, reproduce
 from awp_lib.config import make_config
 
 
@@ -44,9 +45,9 @@ def test_other_suites_expand():
     smoke = reproduce.get_suite("table3").runs("smoke")
     assert len(smoke) == 8 and {r.config.dataset for r in smoke} == {"fashion-mnist"}
     # a suite shares the chapters' runs: same names for the same configs
-    assert reproduce.run_name(make_config("cpu", method="at", seed=3)) == "at-piecewise-s3"
-    assert reproduce.run_name(make_config("cpu", method="at", awp_gamma=1e-2, seed=0)) == "at-awp0.01-s0"
-    assert reproduce.run_name(make_config("cpu", method="at", regularizer="l2", seed=0)) == "at-l2-s0"
+    assert names.run_name(make_config("cpu", method="at", seed=3)) == "at-piecewise-s3"
+    assert names.run_name(make_config("cpu", method="at", awp_gamma=1e-2, seed=0)) == "at-awp0.01-s0"
+    assert names.run_name(make_config("cpu", method="at", regularizer="l2", seed=0)) == "at-l2-s0"
     with pytest.raises(ValueError, match="table33.*table3"):
         reproduce.get_suite("table33")
 

@@ -4,7 +4,9 @@ import math
 
 import pytest
 
-from awp_lib import book, bookruns, data, methods, train as T
+from awp_lib import book, data, methods
+from awp_lib import train as T
+from awp_lib.book import build, runlist
 from awp_lib.config import make_config
 
 TIMES = ("time_train", "time_total", "time_final")
@@ -87,13 +89,13 @@ def test_stuck_runs_are_listed_as_stuck_and_failed_by_book_runs(tmp_path, monkey
     monkeypatch.setenv("AWP_DATA", str(data.data_root()))
     monkeypatch.setenv("AWP_HOME", str(tmp_path))   # runs under tmp_path/runs, in the workers too
     kw = dict(epochs=8, train_size=192, val_size=100, test_size=100, final_attack_steps=0, awp_gamma=1.0)
-    with pytest.raises(bookruns.RunsFailed, match="collapsing: TrainingStuck: .*stuck at chance"):
-        bookruns.train_runs("smoke", {"collapsing": kw}, progress="none", jobs=1)
+    with pytest.raises(build.RunsFailed, match="collapsing: TrainingStuck: .*stuck at chance"):
+        build.train_runs("smoke", {"collapsing": kw}, progress="none", jobs=1)
     assert book.run_state("smoke", "collapsing", kw) == "stuck"
     assert not (book.run_dir("smoke", "collapsing") / "checkpoints" / "epoch8.pt").exists()
     # a page asking for it in the build fails, naming it; nothing reads its numbers as a result
     monkeypatch.setenv("AWP_BOOK_RUNS", "read")
-    monkeypatch.setattr(bookruns, "book_runs", lambda profile: {"collapsing": kw})
+    monkeypatch.setattr(runlist, "book_runs", lambda profile: {"collapsing": kw})
     with pytest.raises(RuntimeError, match="'collapsing' is stuck at chance"):
         book.train_run("collapsing", "smoke", **kw)
     # a run expected to collapse (chapter 4's demonstration) is read with the reason it stopped
@@ -121,7 +123,7 @@ def test_awp_warmup_defaults_by_profile(profile, kw, warmup):
 
 def test_every_awp_run_of_the_cpu_book_warms_up_and_the_smoke_book_does_not():
     for profile, expected in (("cpu", lambda c: round(0.05 * c.epochs)), ("smoke", lambda c: 0)):
-        for name, kw in bookruns.book_runs(profile).items():
+        for name, kw in runlist.book_runs(profile).items():
             cfg = make_config(profile, **kw)
-            if cfg.awp_gamma > 0 and name not in bookruns.expected_stuck(profile):
+            if cfg.awp_gamma > 0 and name not in runlist.expected_stuck(profile):
                 assert cfg.awp_warmup == expected(cfg), (profile, name, cfg.awp_warmup)

@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from awp_lib import data, train as T
+from awp_lib import data
+from awp_lib import train as T
 from awp_lib.config import make_config
 from awp_lib.io import load_torch
 

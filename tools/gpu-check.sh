@@ -14,7 +14,7 @@ export PYTHONPATH="${PYTHONPATH:-.}"
 exec "${PYTHON:-python3}" - <<'PY'
 import json, os, time
 import torch
-from awp_lib import bench
+from awp_lib.book import bench
 device = os.environ.get("AWP_GPU_CHECK_DEVICE", "cuda")
 small = os.environ.get("AWP_GPU_CHECK_SMALL") == "1"
 if device.startswith("cuda") and not torch.cuda.is_available():

@@ -5,12 +5,30 @@ and reports the ratio of medians with both absolute times.
 """
 from __future__ import annotations
 
+import copy
+import heapq
+import json
+import os
 import statistics
+import tempfile
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
-from .awp import GAMMA_TABLE3
+from .. import attacks, data, methods, models
+from .. import awp as awp_module
+from .. import landscape as L
+from ..attacks import pgd
+from ..awp import AWP, GAMMA_TABLE3
+from ..config import bf16_fast, make_config
+from ..data import Splits, data_root, project_root
+from ..precision import autocast
+from ..precision_check import awp_step_effect
+from ..train import final_test_images, train, train_step
+from . import runlist as bookruns
+from .build import train_runs
 
 BENCHES = {}
 
@@ -35,7 +53,6 @@ def timed_pair(a, b, repeats: int = 7, warmup: int = 1) -> dict:
 
 
 def _small_trained_model(device, n=2000, epochs=2):
-    from . import data, models
     s = data.get_splits("fashion-mnist", train_size=n, test_size=512, seed=0)
     torch.manual_seed(0)
     model = models.build_model("smallcnn", "fashion-mnist").to(device)
@@ -54,8 +71,7 @@ def _small_trained_model(device, n=2000, epochs=2):
 @bench
 def pgd_vs_torchattacks(device="cpu", quick=False):
     """Our PGD-10 time / torchattacks' PGD-10 time (goal <= 0.90), same model and batch; both robust accuracies."""
-    import torchattacks
-    from . import attacks
+    import torchattacks  # optional dependency (a benchmark peer)
     model, x, y = _small_trained_model(device)
     x, y = x[:256], y[:256]
     eps, alpha, steps = 0.1, 0.025, 10
@@ -75,7 +91,6 @@ class ProxyAWP:
     then the layer-normalised difference added to the real model."""
 
     def __init__(self, model, gamma, loss_fn):
-        import copy
         self.model, self.gamma, self.loss_fn = model, gamma, loss_fn
         self.proxy = copy.deepcopy(model)
         self.proxy_opt = torch.optim.SGD(self.proxy.parameters(), lr=0.01)
@@ -106,8 +121,6 @@ class ProxyAWP:
 def _at_setup(device, batch=128, gamma=1e-2):
     """PreActResNet-18 on a GPU; on a CPU a SmallCNN of width 32 (a ResNet step takes ~25 s there)."""
     arch = "smallcnn" if str(device) == "cpu" else "preactresnet18"
-    from . import data, methods, models
-    from .config import make_config
     cfg = make_config("smoke", model=arch, width=32, eps=0.1, attack_steps=10, awp_gamma=gamma)
     torch.manual_seed(0)
     model = models.build_model(arch, "fashion-mnist", width=32).to(device).train()
@@ -120,8 +133,6 @@ def _at_setup(device, batch=128, gamma=1e-2):
 @bench
 def awp_overhead(device="cpu", quick=False):
     """AT-AWP step time / AT step time (goal <= 1.10): PGD-10 input attack + AWP + update."""
-    from .awp import AWP
-    from .train import train_step
     cfg, model, opt, method, x, y = _at_setup(device)
     awp = AWP(model, cfg.awp_gamma)
     out = timed_pair(lambda: train_step(model, opt, method, cfg, x, y, awp),
@@ -135,8 +146,6 @@ def awp_overhead(device="cpu", quick=False):
 def awp_vs_proxy(device="cpu", quick=False):
     """Our AWP / the official proxy-model AWP (goal <= 0.97), the weight part of a step:
     weight attack + loss at w+v + backward + restore + optimizer step, same model, batch and x'."""
-    from .attacks import pgd
-    from .awp import AWP
     cfg, model, opt, method, x, y = _at_setup(device)
     x_adv = pgd(model, x, y, cfg.eps, cfg.alpha, cfg.attack_steps, bn_mode="eval")
     ours, proxy = AWP(model, cfg.awp_gamma), ProxyAWP(model, cfg.awp_gamma, method.loss)
@@ -165,8 +174,6 @@ def awp_vs_proxy(device="cpu", quick=False):
 def landscape_overhead(device="cpu", quick=False):
     """1-D landscape time / (points x one PGD robust-loss pass on the same data) (goal <= 1.10),
     and the speed-up over a naive loop that deep-copies the model for every α."""
-    import copy
-    from . import landscape as L
     model, x, y = _small_trained_model(device)
     data = (x[:512], y[:512])
     alphas = [-1.0, -0.5, 0.0, 0.5, 1.0]
@@ -202,11 +209,6 @@ def epoch_speed(device="cpu", quick=False):
     CIFAR-10 epoch time (49,000 training images) the faster one projects; goal <= 25 s on one H100
     for PreAct ResNet-18. On a GPU also torch.compile on top. On a CPU a SmallCNN on 28 x 28 inputs
     stands in (a ResNet step takes ~25 s there), so its projection is not the goal's."""
-    from . import methods, models
-    from .awp import AWP
-    from .config import make_config
-    from .precision import autocast
-    from .train import train_step
     cuda = torch.device(device).type == "cuda"
     arch, dataset, shape = ("preactresnet18", "cifar10", (3, 32, 32)) if cuda else ("smallcnn", "fashion-mnist", (1, 28, 28))
     torch.manual_seed(0)
@@ -251,12 +253,7 @@ def amp_cost(device="cpu", quick=False):
     model and batch in bf16 as the library runs it (weight cache off, emptied when AWP writes the
     weights) / in fp32, and / in bf16 with the cache on and no guard (what hid AWP: its loss and
     weights are then AT's). ``hidden`` tells whether each variant's step saw the perturbation."""
-    from contextlib import contextmanager
 
-    from . import awp as awp_module
-    from . import data
-    from .config import make_config
-    from .precision_check import awp_step_effect
     cfg = make_config("cpu", device=device, awp_gamma=GAMMA_TABLE3)
     s = data.get_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, 0)
     x, y = next(iter(data.Loader(*s.train, cfg.batch_size, device=device)))
@@ -288,14 +285,12 @@ def amp_cost(device="cpu", quick=False):
 
 
 def _bf16_native(device) -> bool:
-    from .config import bf16_fast
     return bf16_fast(device)
 
 
 def makespan(minutes: list[float], workers: int, efficiency: float = 1.0) -> float:
     """Wall minutes of independent runs on ``workers`` parallel slots, longest first onto the least
     loaded slot; each run takes ``minutes / efficiency`` (the parallel slow-down of shared cores)."""
-    import heapq
     slots = [0.0] * max(1, workers)
     for m in sorted(minutes, reverse=True):
         heapq.heappush(slots, heapq.heappop(slots) + m / efficiency)
@@ -307,11 +302,7 @@ def jobs_speedup(device="cpu", quick=False):
     """``book-runs --jobs 2`` vs ``--jobs 1`` on the same four short ``cpu`` runs (one thread each):
     wall seconds of both, ``speedup`` = jobs 1 / jobs 2, and ``efficiency`` = speedup / 2 (what
     one run keeps of its speed while another shares the cores), used by :func:`cpu_run`'s projection."""
-    import os
-    import tempfile
 
-    from .bookruns import train_runs
-    from .data import data_root
     runs = {f"jobs-bench-s{i}": dict(method="at", seed=i, epochs=2 if quick else 5, eval_every=1,
                                      final_attack_steps=0, device=device) for i in range(4)}
     saved = {k: os.environ.get(k) for k in ("AWP_HOME", "AWP_DATA")}
@@ -346,14 +337,7 @@ def cpu_run(device="cpu", quick=False):
     efficiency measured by :func:`jobs_speedup`), plus the pages' cells as the last cpu build
     measured them (``_build/cell-times-cpu.json``; on 8 cores assumed no faster). Goals: the book
     <= 75 min on 2 cores, <= 20 min on 8. ``quick``: a quarter of the epochs."""
-    import json
-    import tempfile
-    from pathlib import Path
 
-    from . import bookruns
-    from .config import make_config
-    from .data import project_root
-    from .train import final_test_images, train
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -424,8 +408,6 @@ def paper_awp_precision(device: str = "cuda", batch: int = 128) -> dict:
     batch, in fp32 and under the profile's precision: both losses and how far AWP moved the weights
     from AT's. ``awp_seen``: the loss at w + v differs from AT's and the weights moved at least 0.3x
     as far as in fp32. Used by ``tools/gpu-check.sh``."""
-    from .config import make_config
-    from .precision_check import awp_step_effect
     cfg = make_config("paper", device=device, awp_gamma=GAMMA_TABLE3)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 3, 32, 32, generator=g).to(device)
@@ -441,12 +423,7 @@ def paper_run(device: str = "cuda", n_train: int = 4096, n_eval: int = 512, epoc
     """A short run of the ``paper`` profile (PreAct ResNet-18, AT-AWP, its amp/channels_last) on
     random CIFAR-shaped tensors (nothing to download): seconds per epoch and the projected
     CIFAR-10 epoch (49,000 images) of training alone. Used by ``tools/gpu-check.sh``."""
-    import tempfile
-    from pathlib import Path
 
-    from .config import make_config
-    from .data import Splits
-    from .train import train
     g = torch.Generator().manual_seed(0)
 
     def fake(n):

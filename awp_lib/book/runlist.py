@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 
-from .awp import GAMMA_APPENDIX_F, GAMMA_TABLE3
-from .config import make_config
-from .validate import check_choice, parse_number
+from ..awp import GAMMA_APPENDIX_F, GAMMA_TABLE3
+from ..config import make_config, threat
+from ..names import run_name
+from ..validate import check_choice, parse_number
 
 # Per profile, the knobs of each chapter that decide which runs it trains.
 CH1 = {  # epochs of both models; `monitor`: the loop's cheap per-epoch check (the chapter attacks itself)
@@ -59,12 +60,18 @@ CH5 = {  # `extra`: overrides of all six runs; `method_extra`: per method (paper
 RUN_PAGE_CONFIG = {"method": "at", "awp_gamma": GAMMA_TABLE3, "final_test_size": None}
 
 
+def named(profile: str, overrides: dict, label: str | None = None, prefix: str = "") -> tuple[str, dict]:
+    """``(run name, overrides)`` of a run of ``profile``, named by the one namer
+    (:func:`awp_lib.names.run_name`)."""
+    return run_name(make_config(profile, **overrides), label, prefix), overrides
+
+
 # ----------------------------------------------------------------------------- chapter 1
 def ch1_runs(profile: str, seed: int = 0, epochs: int = 0) -> dict[str, dict]:
     """The standard and the adversarially trained model of chapter 1."""
     s = CH1[profile]
-    return {f"ch1-{m}-s{seed}": dict(method=m, epochs=epochs or s["epochs"], seed=seed, **s["monitor"])
-            for m in ("standard", "at")}
+    return dict(named(profile, dict(method=m, epochs=epochs or s["epochs"], seed=seed, **s["monitor"]),
+                      label=f"ch1-{m}") for m in ("standard", "at"))
 
 
 # ----------------------------------------------------------------------------- chapter 2
@@ -76,13 +83,13 @@ def ch2_runs(profile: str, seed: int = 0, schedules: str = "", epochs: int = 0) 
         if s == "piecewise" and not epochs:  # the preset's schedule: chapter 4's AT run
             out.update([ch4_at_awp(0, seed)])
             continue
-        out[f"at-{s}-s{seed}"] = dict(method="at", seed=seed, schedule=s, **({"epochs": epochs} if epochs else {}))
+        out.update([named(profile, dict(method="at", seed=seed, schedule=s, **({"epochs": epochs} if epochs else {})))])
     return out
 
 
 def ch2_when_runs(profile: str, seed: int = 0) -> dict[str, tuple[str, dict]]:
     """The runs of "When does robust overfitting happen?": ``{label: (run name, overrides)}``."""
-    return {label: (f"ch2-{label}-s{seed}", dict(method="at", seed=seed, **kw))
+    return {label: named(profile, dict(method="at", seed=seed, **kw), label=f"ch2-{label}")
             for label, kw in (CH2_WHEN[profile] or {}).items()}
 
 
@@ -108,15 +115,13 @@ def ch3_run(profile: str, seed: int = 0, schedule: str = "piecewise", model: str
         overrides["attack_alpha"] = None  # the step follows the norm's rule: eps/4 (L-inf), eps*15/128 (L2)
     if not overrides:  # the preset: chapter 2's and chapter 4's AT run
         return ch4_at_awp(0, seed)
-    tag = "".join(f"-{overrides[k]}" for k in ("model", "dataset", "norm") if k in overrides)
-    tag += f"-eps{overrides['eps']:.4g}" if "eps" in overrides else ""
-    return f"at-{schedule}{tag}-s{seed}", dict(method="at", seed=seed, **overrides)
+    return named(profile, dict(method="at", seed=seed, **overrides))
 
 
-def ch3_results_name(run_name: str, seed: int = 0) -> str:
+def ch3_results_name(name: str, seed: int = 0) -> str:
     """Chapter 3's ``results/<profile>/<this>.json`` for its run (:func:`ch3_run`): ``ch3`` on
     chapter 2's AT run, ``ch3-<variant>`` (e.g. ``ch3-cosine``, ``ch3-piecewise-l2-eps1.5``) else."""
-    variant = run_name.removeprefix("at-").removesuffix(f"-s{seed}")
+    variant = name.removeprefix("at-").removesuffix(f"-s{seed}")
     return "ch3" if variant == "piecewise" else f"ch3-{variant}"
 
 
@@ -146,16 +151,15 @@ CLAIM_EVAL = {"final_test_size": None}
 
 def ch4_at_awp(g: float, s: int) -> tuple[str, dict]:
     """AT (``g`` = 0: chapter 2's run) or AT-AWP with budget ``g``, seed ``s``."""
-    if g == 0:
-        return f"at-piecewise-s{s}", dict(method="at", seed=s, **CLAIM_EVAL)
-    return f"at-awp{g:g}-s{s}", dict(method="at", seed=s, awp_gamma=g, **CLAIM_EVAL)
+    kw = dict(method="at", seed=s, **({"awp_gamma": g} if g else {}), **CLAIM_EVAL)
+    return named("cpu", kw)  # the preset's threat model and schedule: the same name at every profile
 
 
 def ch4_collapse_run(profile: str) -> tuple[str, dict]:
     """AT-AWP of seed 2 without the AWP warm-up, every epoch monitored: at ``cpu`` it falls to a
     constant prediction and the stuck check stops it within a few epochs (chapter 4's box)."""
-    return "at-awp0.01-nowarmup-s2", dict(method="at", seed=2, awp_gamma=GAMMA_TABLE3, awp_warmup=0,
-                                           eval_every=1, final_attack_steps=0)
+    return named(profile, dict(method="at", seed=2, awp_gamma=GAMMA_TABLE3, awp_warmup=0, eval_every=1,
+                               final_attack_steps=0), label=f"at-awp{GAMMA_TABLE3:g}-nowarmup")
 
 
 def expected_stuck(profile: str) -> set[str]:
@@ -165,25 +169,22 @@ def expected_stuck(profile: str) -> set[str]:
 
 def ch4_reg(profile: str, norm: str, **extra) -> tuple[str, dict]:
     """A seed-0 run of the regulariser tables, named as ``reproduce`` names it."""
-    from .reproduce import run_name, threat
     kw = dict(method="at", seed=0, **threat(profile, make_config(profile).dataset, norm), **extra)
     if "regularizer" not in extra:  # AT or AT-AWP: the runs of the claims
         kw.update(CLAIM_EVAL)
-    return run_name(make_config(profile, **kw)), kw
+    return named(profile, kw)
 
 
 def ch4_control(profile: str, label: str, s: int, gamma: float = 0.0) -> tuple[str, dict]:
     """One run of the controls table: ``at``, ``awp`` (gamma), ``rwp`` (a random direction, gamma),
     ``rwp10`` (random, 10 gamma), ``awp-global`` (one budget over all layers) or ``ema``."""
-    from .reproduce import run_name
     check_choice("control", label, CONTROLS)
     g = float(gamma or CH4[profile]["gamma"])
     if label in ("at", "awp"):
         return ch4_at_awp(g if label == "awp" else 0, s)
     kw = {"rwp": dict(awp_gamma=g, awp_direction="random"), "rwp10": dict(awp_gamma=10 * g, awp_direction="random"),
           "awp-global": dict(awp_gamma=g, awp_scope="global"), "ema": dict(weight_average="ema")}[label]
-    kw = dict(method="at", seed=s, **kw)
-    return run_name(make_config(profile, **kw)), kw
+    return named(profile, dict(method="at", seed=s, **kw))
 
 
 def ch4_runs(profile: str, **params) -> dict[str, dict]:
@@ -212,8 +213,8 @@ def ch5_extra(profile: str, method: str) -> dict:
 def ch5_run(profile: str, method: str, g: float, seed: int = 0) -> tuple[str, dict]:
     extra = ch5_extra(profile, method)
     awp = {"awp_gamma": g} if g else {}
-    name = f"ch5-{method}-s{seed}" if g == 0 else f"ch5-{method}-awp{g:g}-s{seed}"
-    return name, dict(method=method, seed=seed, **awp, **extra)
+    label = f"ch5-{method}" + (f"-awp{g:g}" if g else "")  # at paper too, whatever its model
+    return named(profile, dict(method=method, seed=seed, **awp, **extra), label=label)
 
 
 def ch5_runs(profile: str, seed: int = 0, methods: str = "", gamma: float = 0.0) -> dict[str, dict]:
@@ -228,9 +229,7 @@ def ch5_runs(profile: str, seed: int = 0, methods: str = "", gamma: float = 0.0)
 # ----------------------------------------------------------------------------- the whole book
 def run_page_run(profile: str, config: dict | None = None) -> tuple[str, dict]:
     """The run of the replication-run page (``book/run.ipynb``) with its ``config`` overrides."""
-    from .reproduce import run_name
-    kw = dict(RUN_PAGE_CONFIG if config is None else config)
-    return run_name(make_config(profile, **kw)), kw
+    return named(profile, dict(RUN_PAGE_CONFIG if config is None else config))
 
 
 def book_runs(profile: str) -> dict[str, dict]:
@@ -246,149 +245,3 @@ def book_runs(profile: str) -> dict[str, dict]:
                 raise AssertionError(f"run {name!r} is defined twice with different configs: {out[name]} vs {kw}")
             out.setdefault(name, kw)
     return out
-
-
-# ----------------------------------------------------------------------------- training the list
-def pending(profile: str) -> dict[str, str]:
-    """State of each of the book's runs: ``done``, ``partial`` (resumes), ``stuck``, ``stale`` or
-    ``new`` (:func:`awp_lib.book.run_state`)."""
-    from .book import run_state
-    return {name: run_state(profile, name, kw) for name, kw in book_runs(profile).items()}
-
-
-def default_jobs(memory_per_run_gib: float = 1.5) -> int:
-    """Parallel runs by default: the cores this process may use, capped by the free memory
-    (``memory_per_run_gib`` per run: one torch process training a miniature)."""
-    import os
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        with open("/proc/meminfo") as f:
-            free_kib = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
-        by_memory = int(free_kib / 2**20 / memory_per_run_gib)
-    except (OSError, StopIteration):
-        by_memory = cores
-    return max(1, min(cores, by_memory))
-
-
-def _train_one(profile: str, name: str, overrides: dict) -> dict:
-    """One run in a worker process, with one intra-op thread: a run's numbers do not depend on how
-    many run beside it (the thread count changes the order of float sums)."""
-    import time
-    import traceback
-
-    import torch
-
-    from . import book
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    try:
-        rows = book.train_run(name, profile, _progress="none", **overrides)
-    except Exception as e:  # reported by the parent; the other runs go on
-        return {"run": name, "minutes": (time.perf_counter() - t0) / 60,
-                "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-    last = rows[-1]
-    return {"run": name, "minutes": (time.perf_counter() - t0) / 60, "last": last,
-            **{k: last.get(k) for k in ("train_robust", "val_robust", "test_natural", "test_robust")}}
-
-
-class RunsFailed(RuntimeError):
-    """Some of the book's runs raised; the others finished."""
-
-
-def train_all(profile: str, only: str | None = None, progress: str = "auto", jobs: int | None = None) -> list[dict]:
-    """Train, resume or skip every run of :func:`book_runs` (or those matching the globs of
-    ``only``): :func:`train_runs`."""
-    import fnmatch
-    runs = book_runs(profile)
-    if only:
-        globs = [g.strip() for g in only.split(",") if g.strip()]
-        runs = {k: v for k, v in runs.items() if any(fnmatch.fnmatch(k, g) for g in globs)}
-    return train_runs(profile, runs, progress, jobs, f"book runs ({profile})", expected_stuck(profile))
-
-
-def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs: int | None = None,
-               title: str = "runs", stuck_ok: set[str] = frozenset()) -> list[dict]:
-    """Train, resume or skip ``runs`` (``{name: config overrides}`` under ``runs/<profile>/``),
-    ``jobs`` at a time (default :func:`default_jobs`), each in its own process with one thread;
-    one progress bar over the runs, one line per finished or failed run (name, minutes, headline
-    numbers). A failed run does not stop the others: :class:`RunsFailed` is raised at the end,
-    naming each. A run stuck at chance fails, except those of ``stuck_ok``, whose collapse is
-    their result."""
-    import multiprocessing
-    import sys
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    from . import book
-    from .progress import _fmt
-    jobs = default_jobs() if jobs is None else jobs
-    if not (isinstance(jobs, int) and jobs >= 1):
-        raise ValueError(f"jobs={jobs!r} is invalid: a positive number of parallel runs")
-    states = {name: book.run_state(profile, name, overrides) for name, overrides in runs.items()}
-    todo = [n for n in runs if states[n] != "done" and not (states[n] == "stuck" and n in stuck_ok)]
-    check_choice("progress", progress, ("auto", "bar", "line", "none"))
-    say = print if progress != "none" else (lambda *_: None)
-    bar = None
-    if progress == "bar" or (progress == "auto" and sys.stderr.isatty()):
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=title)
-        say = tqdm.write
-    count = {s: sum(states[n] == s for n in todo) for s in ("partial", "stuck", "stale", "new")}
-    say(f"{title}: {len(runs)} in all, {len(runs) - len(todo)} done, {count['partial']} to resume, "
-        f"{count['stuck']} stuck at chance (they fail again), {count['stale']} stale (set aside, trained "
-        f"again), {count['new']} new; {min(jobs, len(todo) or 1)} at a time, one thread each")
-    summary, failed = [], {}
-    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no inherited threads
-    with ProcessPoolExecutor(max_workers=min(jobs, len(todo) or 1), mp_context=ctx) as pool:
-        pending_ = {pool.submit(_train_one, profile, name, runs[name]): name for name in todo}
-        if bar is None:
-            for i, name in enumerate(todo, 1):
-                say(f"[{i}/{len(todo)}] queued {name} ({states[name]})")
-        finished = 0
-        while pending_:
-            done, _ = wait(pending_, return_when=FIRST_COMPLETED)
-            for f in done:
-                pending_.pop(f)
-                r = f.result()
-                finished += 1
-                took = f"{60 * r['minutes']:.0f} s" if r["minutes"] < 2 else f"{r['minutes']:.1f} min"
-                if "error" in r and r["run"] in stuck_ok and r["error"].startswith("TrainingStuck"):
-                    say(f"[{finished}/{len(todo)}] stopped {r['run']} after {took}, as expected: {r['error']}")
-                elif "error" in r:
-                    failed[r["run"]] = r["error"]
-                    say(f"[{finished}/{len(todo)}] FAILED {r['run']} after {took}: {r['error']}\n{r['traceback']}")
-                else:
-                    say(f"[{finished}/{len(todo)}] done {r['run']}: {took}, {_fmt(r.pop('last'))}")
-                    summary.append(r)
-                if bar is not None:
-                    bar.update(1)
-    if bar is not None:
-        bar.close()
-    if failed:
-        raise RunsFailed(f"{len(failed)} of {len(todo)} runs failed (the others finished): "
-                         + "; ".join(f"{k}: {v}" for k, v in failed.items()))
-    return summary
-
-
-def register_cli(sub) -> None:
-    p = sub.add_parser("book-runs", help="train (or resume, or skip) every run the book's pages read",
-                       description="The runs are defined in awp_lib/bookruns.py; `make book` calls this "
-                                   "before executing the notebooks, which then only read finished runs.")
-    p.add_argument("--profile", default=None, help="smoke | cpu | paper (default: $AWP_PROFILE or cpu)")
-    p.add_argument("--only", default=None, help="comma list of globs of run names")
-    p.add_argument("--list", action="store_true", help="list the runs and their state; train nothing")
-    p.add_argument("--progress", default="auto", choices=["auto", "bar", "line"])
-    p.add_argument("--jobs", type=int, default=None,
-                   help="runs trained at once, one process and one thread each (default: the cores, "
-                        "capped by free memory at 1.5 GiB per run); a run's numbers do not depend on it")
-    p.set_defaults(fn=_cmd)
-
-
-def _cmd(args) -> None:
-    from .config import default_profile
-    profile = args.profile or default_profile()
-    check_choice("profile", profile, ("smoke", "cpu", "paper"))
-    if args.list:
-        for name, state in pending(profile).items():
-            print(f"{state:8} {name}")
-        return
-    train_all(profile, args.only, args.progress, args.jobs)

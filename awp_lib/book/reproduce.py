@@ -34,15 +34,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import report, semantics
-from .awp import GAMMA_APPENDIX_F, GAMMA_TABLE3
-from .config import Config, config_diff, make_config, parse_value
-from .data import TEST_SIZES, project_root
-from .validate import check_choice
+import torch
+import yaml
+
+from .. import semantics
+from ..awp import GAMMA_APPENDIX_F, GAMMA_TABLE3
+from ..config import L2_EPS, Config, config_diff, default_profile, make_config, parse_value, threat
+from ..data import TEST_SIZES, project_root
+from ..io import save_text
+from ..names import run_name
+from ..validate import check_choice
+from . import report
+from .results import save_results
+from .runlist import ch3_run
 
 RUN_NOTEBOOK = "book/run.ipynb"
 CH3_NOTEBOOK = "book/ch3_landscape.ipynb"
-L2_EPS = {"paper": 128 / 255, "cpu": 1.0, "smoke": 1.0}   # L2 radius; Fashion-MNIST: 784 pixels in [0, 1]
 REGULARIZERS = ("l1", "l2", "cutout", "mixup")
 SEEDS = {"smoke": 2, "cpu": 5, "paper": 5}
 
@@ -56,37 +63,6 @@ class Run:
     parameters: dict
     config: Config                     # the training run it makes (chapter 3 runs: the one it trains)
     axes: dict = field(default_factory=dict)   # dataset, norm, method, seed: for listings
-
-
-def run_name(cfg: Config) -> str:
-    """The chapters' naming: ``at-piecewise-s0``, ``at-awp0.01-s0``, ``at-l2-s0``, ``trades-awp0.005-s0``;
-    the controls ``at-rwp0.01-s0`` (random direction), ``at-awp0.01-global-s0``, ``at-ema-s0``,
-    ``at-awp0.01-swa-s0``; plus ``-<model>-<dataset>-<norm>-eps<eps>`` for what differs from the
-    profile's preset."""
-    preset = make_config(cfg.profile)
-    if cfg.method == "at" and cfg.awp_gamma == 0 and cfg.regularizer == "none" and cfg.weight_average == "none":
-        base = f"at-{cfg.schedule}"
-    else:
-        base = cfg.method + (f"-{cfg.regularizer}" if cfg.regularizer != "none" else "") \
-            + cfg.awp_tag + cfg.average_tag
-        if cfg.schedule != preset.schedule:
-            base += f"-{cfg.schedule}"
-    tag = "".join(f"-{getattr(cfg, k)}" for k in ("model", "dataset", "norm") if getattr(cfg, k) != getattr(preset, k))
-    if not math.isclose(cfg.eps, preset.eps):
-        tag += f"-eps{cfg.eps:.4g}"
-    return f"{base}{tag}-s{cfg.seed}"
-
-
-def threat(profile: str, dataset: str, norm: str) -> dict:
-    """Config overrides of a dataset and threat model (the official settings at ``paper``)."""
-    out = {"dataset": dataset} if profile == "paper" else {}
-    if norm == "l2":
-        out.update(norm="l2", eps=L2_EPS[profile], attack_alpha=None)   # step ε·15/128
-    if profile == "paper" and dataset == "svhn":   # official SVHN runs: lr 0.01, step 1/255, AWP after 5 epochs
-        out.update(lr=0.01)
-        if norm == "linf":
-            out.update(attack_alpha=1 / 255)
-    return out
 
 
 def _methods(names, gamma: float = GAMMA_APPENDIX_F) -> dict[str, dict]:
@@ -124,7 +100,6 @@ def _ch3_runs(profile, variants: dict[str, dict], overrides) -> list[Run]:
     if overrides:
         raise ValueError(f"the figure suites execute chapter 3, which takes no config overrides; got "
                          f"{sorted(overrides)} (a parameter file applies to the table suites)")
-    from .bookruns import ch3_run
     out = []
     for label, knobs in variants.items():
         cfg = make_config(profile, **ch3_run(profile, 0, **{k: str(v) for k, v in knobs.items()})[1])
@@ -135,7 +110,6 @@ def _ch3_runs(profile, variants: dict[str, dict], overrides) -> list[Run]:
 
 
 def _ch3_paper(name: str) -> dict:
-    import yaml
     knobs = yaml.safe_load((project_root() / "configs" / f"ch3-paper-{name}.yaml").read_text())
     knobs.pop("profile", None)
     return knobs
@@ -205,7 +179,6 @@ def get_suite(name: str) -> Suite:
 def load_parameter_file(path) -> dict:
     """Config overrides for every run of a table suite, from YAML or JSON; keys and values are checked
     here, before any run starts (``make_config`` names a bad key or value)."""
-    import yaml
     text = Path(path).read_text()
     values = yaml.safe_load(text) if text.strip() else {}
     if not isinstance(values, dict):
@@ -245,7 +218,7 @@ def check_runs(runs: list[Run], root: Path) -> None:
 
 
 def _notebook_parameters(path: Path) -> list[str]:
-    import papermill
+    import papermill  # optional dependency (the suites)
     return list(papermill.inspect_notebook(str(path)))
 
 
@@ -348,7 +321,7 @@ def execute_run(run: Run, root: str, gpus: int = 1, log_output: bool = True) -> 
     leaves it there, without ``done.json``, and the next call executes it again (its training
     resumes). Picklable, so that Slurm jobs (submitit) run this same function.
     """
-    import papermill as pm
+    import papermill as pm  # optional dependency (the suites)
     root = Path(root)
     folder = root / run.config.profile / run.name
     if semantics.is_stale(folder):  # trained or executed under older semantics: set aside, redone
@@ -369,7 +342,6 @@ def execute_run(run: Run, root: str, gpus: int = 1, log_output: bool = True) -> 
         lock.unlink(missing_ok=True)
     info = {"run": run.name, "notebook": run.notebook, "parameters": params, "seconds": time.time() - t0,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"), semantics.KEY: semantics.TRAINING_SEMANTICS}
-    from .io import save_text
     save_text(json.dumps(info, indent=1), folder / "done.json")
     return info
 
@@ -412,7 +384,6 @@ def run_suite(suite: str, profile: str, overrides: dict | None = None, seeds: in
         return summary
     batch = todo[:max_runs] if max_runs else todo
     if profile == "paper" and executor == "local" and batch:
-        import torch
         if not torch.cuda.is_available() and not any(r.config.device.startswith("cuda") for r in batch):
             out("warning: no GPU here; the paper profile's runs will train on the CPU (days per run). "
                 "Interrupt with Ctrl-C at any time: the command resumes where it stopped.")
@@ -455,7 +426,7 @@ class RunsFailed(RuntimeError):
 
 def submit_slurm(runs: list[Run], root: Path, gpus: int, slurm: dict):
     """One Slurm job per run through submitit; each job calls :func:`execute_run`."""
-    import submitit
+    import submitit  # optional dependency (Slurm)
     folder = root / runs[0].config.profile / "slurm" if runs else root / "slurm"
     ex = submitit.AutoExecutor(folder=str(folder), cluster=slurm.pop("cluster", None))
     params = {"timeout_min": 60 * 24, "gpus_per_node": gpus, "cpus_per_task": 8 * gpus, "nodes": 1,
@@ -467,7 +438,6 @@ def submit_slurm(runs: list[Run], root: Path, gpus: int, slurm: dict):
 def aggregate_suite(s: Suite, runs: list[Run], root: Path, profile: str, out=print) -> list[dict]:
     """Mean ± std tables of the suite's finished training runs, beside the paper's; written to
     ``results/<profile>/reproduce-<suite>.{json,md}``."""
-    from .book import save_results
     names = [r.name for r in runs if r.notebook == RUN_NOTEBOOK]
     rows = report.aggregate(report.collect(root / profile, names))
     lines = [f"# {s.what}", "", f"profile `{profile}`; ours: mean ± std over the seeds listed; paper: its "
@@ -491,7 +461,6 @@ def aggregate_suite(s: Suite, runs: list[Run], root: Path, profile: str, out=pri
     jpath = save_results(profile, f"reproduce-{s.name}", {
         "suite": s.name, "runs": [r.name for r in runs],
         "table": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in rows]})
-    from .io import save_text
     save_text(text, jpath.with_suffix(".md"))
     out(text)
     out(f"wrote {jpath} and {jpath.with_suffix('.md').name}")
@@ -520,7 +489,6 @@ def register_cli(sub) -> None:
 
 
 def _cmd(args) -> None:
-    from .config import default_profile
     if args.parameters and not Path(args.parameters).is_file():
         raise FileNotFoundError(f"parameter file {args.parameters} not found")
     overrides = load_parameter_file(args.parameters) if args.parameters else {}

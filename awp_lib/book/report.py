@@ -11,6 +11,8 @@ import statistics
 from pathlib import Path
 from types import SimpleNamespace
 
+from .summaries import attacks_of, best_last
+
 # The paper's Tables 3-5 (PreActResNet-18, 5 runs, PGD-20 test robustness, %): (mean, std) for
 # robust best, robust last, natural best, natural last. Quoted from the appendix, not recomputed.
 PAPER = {
@@ -68,7 +70,6 @@ def run_summary(folder: Path) -> dict | None:
     cfg, rows = json.loads(cfg_path.read_text()), json.loads(met_path.read_text())
     if not any("val_robust" in r for r in rows) or rows[-1]["epoch"] < cfg["epochs"]:
         return None  # unfinished
-    from .book import attacks_of, best_last
     # the full-strength final evaluation when the run made one (train.final_evaluation), else the monitor's
     s = best_last(rows)
     return {"dataset": cfg["dataset"], "norm": cfg["norm"], "method": method_label(cfg), "seed": cfg["seed"],

@@ -17,8 +17,14 @@ import json
 import math
 import platform
 import time
+from pathlib import Path
 
-from .validate import check_choice
+from ..data import project_root
+from ..io import save_text
+from ..validate import check_choice
+from .build import train_runs
+from .store import run_dir
+from .summaries import decay_epochs, mean_std
 
 # name: (overrides of the cpu preset, what changes)
 SETTINGS = {
@@ -49,7 +55,6 @@ def lever_runs(seeds: int = 3, settings: list[str] | None = None) -> dict[str, d
 def run_levers(rows: list[dict]) -> dict:
     """One run's numbers on validation: best epoch, best and last validation robust accuracy, the
     drop, and train robust accuracy at the first decay and at the end (the monitor's, at w)."""
-    from .book import decay_epochs
     ev = [r for r in rows if "val_robust" in r]
     best = max(ev, key=lambda r: r["val_robust"])
     decay = (decay_epochs(rows) or [rows[-1]["epoch"]])[0]
@@ -63,7 +68,6 @@ def run_levers(rows: list[dict]) -> dict:
 
 def summary(profile: str = "cpu", seeds: int = 3, settings: list[str] | None = None) -> list[dict]:
     """Per setting: mean ± standard error over the finished seeds of :func:`run_levers`."""
-    from .book import mean_std, run_dir
     out = []
     for name in settings or list(SETTINGS):
         per_seed = []
@@ -89,8 +93,6 @@ def summary(profile: str = "cpu", seeds: int = 3, settings: list[str] | None = N
 
 def recorded(path=None) -> dict | None:
     """The study as ``python -m awp_lib levers`` last wrote it (``configs/levers-cpu.json``), or None."""
-    from .data import project_root
-    from pathlib import Path
     path = Path(path) if path else project_root() / "configs" / "levers-cpu.json"
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -124,11 +126,7 @@ def register_cli(sub) -> None:
 
 
 def _cmd(args) -> None:
-    from pathlib import Path
 
-    from .bookruns import train_runs
-    from .data import project_root
-    from .io import save_text
     settings = [s.strip() for s in args.settings.split(",") if s.strip()] or None
     if not args.summary_only:
         train_runs("cpu", lever_runs(args.seeds, settings), args.progress, args.jobs, "lever study (cpu)")

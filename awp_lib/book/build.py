@@ -1,0 +1,151 @@
+"""Training the book's run list: ``python -m awp_lib book-runs``.
+
+``make book`` first trains every run of :func:`awp_lib.book.runlist.book_runs` (trained, resumed
+or skipped; several at a time, one process and one thread each; one progress bar over runs, one
+line per finished run), then executes the pages, which only read finished runs.
+"""
+from __future__ import annotations
+
+import fnmatch
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import PROFILES, default_profile
+from ..progress import _fmt
+from ..validate import check_choice
+from . import runlist, store
+
+
+def pending(profile: str) -> dict[str, str]:
+    """State of each of the book's runs: ``done``, ``partial`` (resumes), ``stuck``, ``stale`` or
+    ``new`` (:func:`awp_lib.book.run_state`)."""
+    return {name: store.run_state(profile, name, kw) for name, kw in runlist.book_runs(profile).items()}
+
+
+def default_jobs(memory_per_run_gib: float = 1.5) -> int:
+    """Parallel runs by default: the cores this process may use, capped by the free memory
+    (``memory_per_run_gib`` per run: one torch process training a miniature)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        with open("/proc/meminfo") as f:
+            free_kib = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+        by_memory = int(free_kib / 2**20 / memory_per_run_gib)
+    except (OSError, StopIteration):
+        by_memory = cores
+    return max(1, min(cores, by_memory))
+
+
+def _train_one(profile: str, name: str, overrides: dict) -> dict:
+    """One run in a worker process, with one intra-op thread: a run's numbers do not depend on how
+    many run beside it (the thread count changes the order of float sums)."""
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    try:
+        rows = store.train_run(name, profile, _progress="none", **overrides)
+    except Exception as e:  # reported by the parent; the other runs go on
+        return {"run": name, "minutes": (time.perf_counter() - t0) / 60,
+                "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+    last = rows[-1]
+    return {"run": name, "minutes": (time.perf_counter() - t0) / 60, "last": last,
+            **{k: last.get(k) for k in ("train_robust", "val_robust", "test_natural", "test_robust")}}
+
+
+class RunsFailed(RuntimeError):
+    """Some of the book's runs raised; the others finished."""
+
+
+def train_all(profile: str, only: str | None = None, progress: str = "auto", jobs: int | None = None) -> list[dict]:
+    """Train, resume or skip every run of :func:`book_runs` (or those matching the globs of
+    ``only``): :func:`train_runs`."""
+    runs = runlist.book_runs(profile)
+    if only:
+        globs = [g.strip() for g in only.split(",") if g.strip()]
+        runs = {k: v for k, v in runs.items() if any(fnmatch.fnmatch(k, g) for g in globs)}
+    return train_runs(profile, runs, progress, jobs, f"book runs ({profile})", runlist.expected_stuck(profile))
+
+
+def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs: int | None = None,
+               title: str = "runs", stuck_ok: set[str] = frozenset()) -> list[dict]:
+    """Train, resume or skip ``runs`` (``{name: config overrides}`` under ``runs/<profile>/``),
+    ``jobs`` at a time (default :func:`default_jobs`), each in its own process with one thread;
+    one progress bar over the runs, one line per finished or failed run (name, minutes, headline
+    numbers). A failed run does not stop the others: :class:`RunsFailed` is raised at the end,
+    naming each. A run stuck at chance fails, except those of ``stuck_ok``, whose collapse is
+    their result."""
+    jobs = default_jobs() if jobs is None else jobs
+    if not (isinstance(jobs, int) and jobs >= 1):
+        raise ValueError(f"jobs={jobs!r} is invalid: a positive number of parallel runs")
+    states = {name: store.run_state(profile, name, overrides) for name, overrides in runs.items()}
+    todo = [n for n in runs if states[n] != "done" and not (states[n] == "stuck" and n in stuck_ok)]
+    check_choice("progress", progress, ("auto", "bar", "line", "none"))
+    say = print if progress != "none" else (lambda *_: None)
+    bar = None
+    if progress == "bar" or (progress == "auto" and sys.stderr.isatty()):
+        bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=title)
+        say = tqdm.write
+    count = {s: sum(states[n] == s for n in todo) for s in ("partial", "stuck", "stale", "new")}
+    say(f"{title}: {len(runs)} in all, {len(runs) - len(todo)} done, {count['partial']} to resume, "
+        f"{count['stuck']} stuck at chance (they fail again), {count['stale']} stale (set aside, trained "
+        f"again), {count['new']} new; {min(jobs, len(todo) or 1)} at a time, one thread each")
+    summary, failed = [], {}
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no inherited threads
+    with ProcessPoolExecutor(max_workers=min(jobs, len(todo) or 1), mp_context=ctx) as pool:
+        pending_ = {pool.submit(_train_one, profile, name, runs[name]): name for name in todo}
+        if bar is None:
+            for i, name in enumerate(todo, 1):
+                say(f"[{i}/{len(todo)}] queued {name} ({states[name]})")
+        finished = 0
+        while pending_:
+            done, _ = wait(pending_, return_when=FIRST_COMPLETED)
+            for f in done:
+                pending_.pop(f)
+                r = f.result()
+                finished += 1
+                took = f"{60 * r['minutes']:.0f} s" if r["minutes"] < 2 else f"{r['minutes']:.1f} min"
+                if "error" in r and r["run"] in stuck_ok and r["error"].startswith("TrainingStuck"):
+                    say(f"[{finished}/{len(todo)}] stopped {r['run']} after {took}, as expected: {r['error']}")
+                elif "error" in r:
+                    failed[r["run"]] = r["error"]
+                    say(f"[{finished}/{len(todo)}] FAILED {r['run']} after {took}: {r['error']}\n{r['traceback']}")
+                else:
+                    say(f"[{finished}/{len(todo)}] done {r['run']}: {took}, {_fmt(r.pop('last'))}")
+                    summary.append(r)
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+    if failed:
+        raise RunsFailed(f"{len(failed)} of {len(todo)} runs failed (the others finished): "
+                         + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+    return summary
+
+
+def register_cli(sub) -> None:
+    p = sub.add_parser("book-runs", help="train (or resume, or skip) every run the book's pages read",
+                       description="The runs are defined in awp_lib/book/runlist.py; `make book` calls this "
+                                   "before executing the notebooks, which then only read finished runs.")
+    p.add_argument("--profile", default=None, help="smoke | cpu | paper (default: $AWP_PROFILE or cpu)")
+    p.add_argument("--only", default=None, help="comma list of globs of run names")
+    p.add_argument("--list", action="store_true", help="list the runs and their state; train nothing")
+    p.add_argument("--progress", default="auto", choices=["auto", "bar", "line"])
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs trained at once, one process and one thread each (default: the cores, "
+                        "capped by free memory at 1.5 GiB per run); a run's numbers do not depend on it")
+    p.set_defaults(fn=_cmd)
+
+
+def _cmd(args) -> None:
+    profile = args.profile or default_profile()
+    check_choice("profile", profile, PROFILES)
+    if args.list:
+        for name, state in pending(profile).items():
+            print(f"{state:8} {name}")
+        return
+    train_all(profile, args.only, args.progress, args.jobs)

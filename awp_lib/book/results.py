@@ -1,0 +1,48 @@
+"""The chapters' measurement settings and results files.
+
+``configs/chapters.yaml`` holds what each chapter measures at each profile (:func:`settings`);
+every chapter writes its headline numbers to ``results/<profile>/<chapter>.json``
+(:func:`save_results`), which chapter 6 and the README read.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import yaml
+
+from ..config import PROFILES
+from ..data import project_root
+from ..io import save_text
+from ..validate import check_choice
+
+
+def check_profile(profile: str) -> str:
+    check_choice("profile", profile, PROFILES)
+    return profile
+
+
+def settings(chapter: str, profile: str) -> dict:
+    """The measurement settings of ``chapter`` at ``profile`` from ``configs/chapters.yaml``."""
+    path = project_root() / "configs" / "chapters.yaml"
+    table = yaml.safe_load(path.read_text())
+    check_choice(f"chapter (in {path.name})", chapter, tuple(table))
+    check_choice(f"profile of {chapter} (in {path.name})", profile, tuple(table[chapter]))
+    return table[chapter][profile]
+
+
+def save_results(profile: str, chapter: str, results: dict) -> Path:
+    """Write ``results/<profile>/<chapter>.json`` (atomically), with the profile and a timestamp."""
+    path = project_root() / "results" / profile / f"{chapter}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"profile": profile, "chapter": chapter, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "machine": platform.machine(), **results}
+    save_text(json.dumps(payload, indent=1, default=float), path)
+    return path
+
+
+def load_results(profile: str, chapter: str) -> dict | None:
+    path = project_root() / "results" / profile / f"{chapter}.json"
+    return json.loads(path.read_text()) if path.exists() else None

@@ -1,0 +1,112 @@
+"""The run store: the book's runs under ``runs/<profile>/<name>/``, trained or read back.
+
+:func:`train_run` trains, resumes or reads a run; in the book build (``AWP_BOOK_RUNS=read``)
+it only reads finished runs of the run list (:mod:`awp_lib.book.runlist`), so nothing trains
+inside a page. :func:`run_state` says where a run stands; :func:`stuck_run` reads a run that
+may have stopped stuck at chance; :func:`run_record` says what a run was trained with.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..checkpoints import load_run_model as load_checkpoint_model
+from ..config import config_diff, load_saved, make_config
+from ..data import NUM_CLASSES, project_root
+from ..io import load_torch
+from ..semantics import is_stale
+from ..train import TrainingStuck, final_done, final_test_images, stuck_at_chance, train
+from . import runlist
+
+
+def run_dir(profile: str, name: str) -> Path:
+    return project_root() / "runs" / profile / name
+
+
+def run_state(profile: str, name: str, overrides: dict | None = None) -> str:
+    """``done`` (trained to its last epoch, final evaluation made), ``partial`` (interrupted, or
+    its final evaluation is missing or asked for with other settings: it resumes), ``stuck``
+    (stopped at chance, :func:`awp_lib.train.stuck_at_chance`: it fails again at once), ``stale``
+    (trained under older training semantics: it is set aside and trained again) or ``new``.
+    With ``overrides``, a finished run counts as done only for that config."""
+    d = run_dir(profile, name)
+    last = d / "checkpoints" / "last.pt"
+    if is_stale(d):
+        return "stale"
+    if not last.exists():
+        return "new"
+    saved = json.loads((d / "config.json").read_text()) if (d / "config.json").exists() else {}
+    ck = load_torch(last)
+    if ck["epoch"] < saved.get("epochs", float("inf")):
+        cfg = load_saved(d / "config.json")
+        stuck = stuck_at_chance(cfg, json.loads(ck["metrics"]), NUM_CLASSES[cfg.dataset])
+        return "partial" if stuck is None else "stuck"
+    if overrides is not None:
+        cfg = make_config(profile, **overrides)
+        if config_diff(saved, cfg) or not final_done(cfg, json.loads(ck["metrics"])):
+            return "partial"
+    return "done"
+
+
+def train_run(name: str, profile: str, _progress: str | None = None, **overrides) -> list[dict]:
+    """Train (or resume, or just load) the run ``runs/<profile>/<name>``; returns its metrics.
+
+    A finished run with the same config is read back, not recomputed, so chapters share runs.
+    With ``AWP_BOOK_RUNS=read`` (the book build, after ``python -m awp_lib book-runs``) a run
+    must be one of :func:`awp_lib.book.runlist.book_runs` and finished: nothing trains inside a page.
+    """
+    cfg = make_config(profile, **overrides)
+    if os.environ.get("AWP_BOOK_RUNS") == "read":
+        listed = runlist.book_runs(profile)
+        if name not in listed or make_config(profile, **listed[name]).to_dict() != cfg.to_dict():
+            why = "is not in" if name not in listed else "has another config than in"
+            raise RuntimeError(f"run {name!r} ({overrides}) {why} the book's run list "
+                               "(awp_lib/book/runlist.py, book_runs): add it there, so that "
+                               "`python -m awp_lib book-runs` trains it before the pages execute")
+        state = run_state(profile, name, overrides)
+        if state == "stuck":
+            raise RuntimeError(f"run {name!r} is stuck at chance (python -m awp_lib book-runs --profile "
+                               f"{profile} --only {name} says why): no page reads its numbers")
+        if state != "done":
+            raise RuntimeError(f"run {name!r} is not finished: run `python -m awp_lib book-runs "
+                               f"--profile {profile}` first (make book does)")
+    # a page reading a finished run prints nothing; a run that trains prints one line per epoch
+    quiet = profile == "smoke" or os.environ.get("AWP_BOOK_RUNS") == "read"
+    progress = _progress or ("none" if quiet else "line")
+    return train(cfg, run_dir(profile, name), progress=progress)
+
+
+def stuck_run(name: str, profile: str, **overrides) -> tuple[list[dict], str | None]:
+    """A run that may stop stuck at chance (chapter 4's demonstration of the collapse): its
+    metrics and the reason it stopped (None if it trained to its end). With ``AWP_BOOK_RUNS=read``
+    it must be listed and stopped or finished."""
+    folder = run_dir(profile, name)
+    if os.environ.get("AWP_BOOK_RUNS") == "read":
+        if run_state(profile, name, overrides) not in ("stuck", "done"):
+            raise RuntimeError(f"run {name!r} is not trained: run `python -m awp_lib book-runs "
+                               f"--profile {profile}` first (make book does)")
+    else:
+        try:
+            return train_run(name, profile, **overrides), None
+        except TrainingStuck:
+            pass
+    rows = json.loads((folder / "metrics.json").read_text())
+    cfg = load_saved(folder / "config.json")
+    why = stuck_at_chance(cfg, rows, NUM_CLASSES[cfg.dataset])
+    return rows, (None if why is None else f"stuck at chance at epoch {rows[-1]['epoch']}: {why}")
+
+
+def load_run_model(name: str, profile: str, which: str = "last"):
+    """The model of run ``runs/<profile>/<name>`` at checkpoint ``which`` (``last``, ``best`` or ``epochN``)."""
+    return load_checkpoint_model(run_dir(profile, name) / "checkpoints" / f"{which}.pt")[0]
+
+
+def run_record(profile: str, name: str) -> dict:
+    """What a finished run was trained and measured with: precision (``amp``), intra-op threads,
+    training semantics, and the number of test images of its final evaluation."""
+    path = run_dir(profile, name) / "config.json"
+    saved, cfg = json.loads(path.read_text()), load_saved(path)
+    return {"precision": "fp32" if cfg.amp == "none" else cfg.amp, "threads_per_run": saved.get("threads"),
+            "training_semantics": saved.get("training_semantics", 1),
+            "test_images": final_test_images(cfg)}

@@ -1,0 +1,152 @@
+"""Run summaries: the headline numbers of one run (:func:`best_last`) and of several seeds
+(:func:`summarize`, :func:`paired`), read off the metrics the training loop writes, and whether
+the cheap per-epoch monitor picks the epoch a strong attack would (:func:`monitor_agreement`)."""
+from __future__ import annotations
+
+import json
+import statistics
+
+import torch
+
+from .. import data
+from ..checkpoints import load_run_model
+from ..config import load_saved, resolve_device
+from ..train import robust_accuracy
+from .store import run_dir
+
+
+def best_last(rows: list[dict]) -> dict:
+    """Headline numbers of a run: best-by-validation and last epoch (accuracies as fractions).
+
+    The best epoch is chosen by the per-epoch monitor's validation robust accuracy; the numbers
+    are the final full-strength evaluation's (``final_*``: PGD-``final_attack_steps`` on the whole
+    test split) when the run made one, else the monitor's: :func:`attacks_of` says which."""
+    ev, best, last, final = _selected(rows)
+    get = (lambda r, k: r[f"final_{k}"]) if final else (lambda r, k: r[k])
+    out = {"best_epoch": best["epoch"], "best_test_robust": get(best, "test_robust"),
+           "best_test_natural": get(best, "test_natural"), "last_test_robust": get(last, "test_robust"),
+           "last_test_natural": get(last, "test_natural"), "last_train_robust": get(last, "train_robust"),
+           "max_test_robust": max(r["test_robust"] for r in ev)}
+    out["last_gap"] = out["last_train_robust"] - out["last_test_robust"]
+    out["drop"] = out["best_test_robust"] - out["last_test_robust"]
+    # the monitor's validation numbers: what a miniature or a schedule may be chosen on
+    out["best_val_robust"], out["last_val_robust"] = best["val_robust"], last["val_robust"]
+    out["val_drop"] = best["val_robust"] - last["val_robust"]
+    # the robust test loss (Stutz et al.'s criterion): the final evaluation's where it recorded
+    # it (on the same images as the accuracies), else the monitor's
+    loss = "final_test_robust_loss" if final and "final_test_robust_loss" in last else "test_robust_loss"
+    if loss in last and loss in best:
+        out["best_test_robust_loss"], out["last_test_robust_loss"] = best[loss], last[loss]
+        out["loss_rise"] = last[loss] / best[loss] - 1   # a fraction: 0.2 = 20 % above best's
+        out["min_test_robust_loss"] = min(r["test_robust_loss"] for r in ev)  # the monitor's curve
+    return out
+
+
+def final_numbers(rows: list[dict]) -> dict:
+    """The training loop's final evaluation of the best and the last checkpoint on the test images:
+    ``{"best": {"natural": ..., "pgd20": ...}, "last": {...}}`` (the attack named as it ran)."""
+    _, best, last, final = _selected(rows)
+    if not final:
+        raise ValueError("the run made no final evaluation (final_attack_steps = 0)")
+    return {which: {"natural": r["final_test_natural"],
+                    r["final_attack"].lower().replace("-", ""): r["final_test_robust"]}
+            for which, r in (("best", best), ("last", last))}
+
+
+def summarize(runs: list[list[dict]]) -> dict:
+    """:func:`best_last` of several seeds of one experiment: the means of its keys, with ``std``
+    and ``se`` (standard error, std/sqrt(n)) per key and the ``per_seed`` values."""
+    per_seed = [best_last(rows) for rows in runs]
+    keys = [k for k in per_seed[0] if all(k in p for p in per_seed)]
+    stats = {k: mean_std([p[k] for p in per_seed]) for k in keys}
+    n = len(per_seed)
+    return {**{k: m for k, (m, _) in stats.items()}, "std": {k: sd for k, (_, sd) in stats.items()},
+            "se": {k: sd / n ** 0.5 for k, (_, sd) in stats.items()}, "n": n, "per_seed": per_seed}
+
+
+def paired(a: dict, b: dict, key: str) -> dict:
+    """``b − a`` of :func:`summarize` results seed by seed (the same seeds in the same order):
+    ``{"mean", "se", "per_seed"}``; ``se`` is NaN for one seed."""
+    diffs = [pb[key] - pa[key] for pa, pb in zip(a["per_seed"], b["per_seed"])]
+    mean, sd = mean_std(diffs)
+    return {"mean": mean, "se": sd / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan"), "per_seed": diffs}
+
+
+def mean_std(values) -> tuple[float, float]:
+    vals = list(values)
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def decay_epochs(rows: list[dict]) -> list[int]:
+    """Epochs after which the learning rate dropped by 5x or more (the piecewise decays)."""
+    return [a["epoch"] for a, b in zip(rows, rows[1:]) if b["lr"] < 0.2 * a["lr"]]
+
+
+def at_epoch(rows: list[dict], epoch: int, key: str) -> float:
+    """The monitor's ``key`` at the last evaluated epoch <= ``epoch`` (NaN if none)."""
+    ev = [r for r in rows if key in r and r["epoch"] <= epoch]
+    return ev[-1][key] if ev else float("nan")
+
+
+def gap_at(rows: list[dict], epoch: int) -> float:
+    """The robust generalization gap at the last evaluated epoch <= ``epoch``."""
+    return at_epoch(rows, epoch, "gap")
+
+
+def late_stage_start(rows: list[dict], threshold: float = 0.10):
+    """First evaluated epoch whose robust generalization gap exceeds ``threshold`` (Appendix C), or None."""
+    return next((r["epoch"] for r in rows if "gap" in r and r["gap"] > threshold), None)
+
+
+def attacks_of(rows: list[dict], cfg=None) -> dict:
+    """Which attack produced a run's numbers: ``monitor`` (the per-epoch curves and the choice of
+    the best epoch) and ``headline`` (:func:`best_last`), e.g. ``PGD-5`` and ``PGD-20``."""
+    _, _, last, final = _selected(rows)
+    monitor = f"PGD-{cfg.eval_attack_steps}" if cfg is not None else "the per-epoch monitor"
+    return {"monitor": monitor, "headline": last["final_attack"] if final else monitor}
+
+
+def _selected(rows: list[dict]):
+    """(evaluated rows, best-by-validation row, last row, whether both have final numbers)."""
+    ev = [r for r in rows if "val_robust" in r]
+    best, last = max(ev, key=lambda r: r["val_robust"]), ev[-1]
+    return ev, best, last, "final_test_robust" in best and "final_test_robust" in last
+
+
+def monitor_agreement(profile: str, name: str, steps: int = 20) -> dict:
+    """Does the cheap per-epoch monitor pick the epoch that PGD-``steps`` would pick?
+
+    Every saved checkpoint (``epochN.pt``) of run ``name`` that the monitor evaluated is attacked
+    again with PGD-``steps`` on the validation split; returns the per-epoch pairs, the epoch each
+    one selects among them, and their rank correlation (Spearman)."""
+
+    d = run_dir(profile, name)
+    cfg = load_saved(d / "config.json")
+    rows = {r["epoch"]: r for r in json.loads((d / "metrics.json").read_text()) if "val_robust" in r}
+    saved = sorted(int(p.stem[5:]) for p in (d / "checkpoints").glob("epoch*.pt"))
+    epochs = [e for e in saved if e in rows]
+    if len(epochs) < 2:
+        raise ValueError(f"{name}: {len(epochs)} saved checkpoint(s) the monitor evaluated; need 2 or more")
+    device = resolve_device(cfg.device)
+    splits = data.get_splits(cfg.dataset, cfg.train_size, cfg.val_size, cfg.test_size, cfg.seed)
+    loader = data.Loader(*splits.val, 512, device=device)
+    strong = {}
+    for e in epochs:
+        model = load_run_model(d / "checkpoints" / f"epoch{e}.pt")[0].to(device)
+        torch.manual_seed(cfg.seed)
+        strong[e] = robust_accuracy(model, loader, cfg, steps)[1]
+    weak = {e: rows[e]["val_robust"] for e in epochs}
+
+    def ranks(v):  # average ranks: tied accuracies share their rank
+        return {e: sum(x < v[e] for x in v.values()) + (sum(x == v[e] for x in v.values()) - 1) / 2 for e in v}
+    rw, rs = ranks(weak), ranks(strong)
+    n = len(epochs)
+    mw, ms = sum(rw.values()) / n, sum(rs.values()) / n   # Spearman: Pearson of the ranks
+    cov = sum((rw[e] - mw) * (rs[e] - ms) for e in epochs)
+    var = (sum((rw[e] - mw) ** 2 for e in epochs) * sum((rs[e] - ms) ** 2 for e in epochs)) ** 0.5
+    spearman = cov / var if var > 0 else float("nan")
+    pick_w, pick_s = max(weak, key=weak.get), max(strong, key=strong.get)
+    return {"epochs": epochs, "monitor": weak, "strong": strong, "monitor_attack": f"PGD-{cfg.eval_attack_steps}",
+            "strong_attack": f"PGD-{steps}", "monitor_pick": pick_w, "strong_pick": pick_s,
+            "same_pick": pick_w == pick_s, "spearman": spearman,
+            "strong_at_monitor_pick": strong[pick_w], "strong_best": strong[pick_s]}
