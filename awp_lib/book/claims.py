@@ -85,7 +85,8 @@ def awp_vs_at(at: dict, awp: dict, paired_last: dict) -> list[Claim]:
     out = [("AT-AWP's last test robust accuracy is above AT's, paired by seed, by more than 2 standard "
             "errors", _beyond(paired_last["mean"], paired_last["se"], 2, at["n"]),
             f"AT-AWP {pm(awp, 'last_test_robust')}%, AT {pm(at, 'last_test_robust')}%; paired "
-            f"{100 * paired_last['mean']:+.2f} ± {100 * paired_last['se']:.2f} points"),
+            f"{100 * paired_last['mean']:+.2f}"
+            + (f" ± {100 * paired_last['se']:.2f}" if at["n"] > 1 else "") + " points"),
            ("AT-AWP's best-to-last drop is at most half of AT's",
             awp["drop"] <= at["drop"] / 2,
             f"AT-AWP {pm(awp, 'drop', digits=2)}, AT {pm(at, 'drop', digits=2)} points")]
