@@ -215,7 +215,7 @@ _TOO_WIDE_JS = """
 """
 
 @pytest.mark.parametrize("page_path", toc_pages())
-def test_page(browser, server, page_path: str):
+def test_page(browser, server, html_dir, page_path: str):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     problems: list[str] = []
@@ -230,6 +230,9 @@ def test_page(browser, server, page_path: str):
             route.abort()
 
     page.route("**/*", route)
+    if not configured_url():  # no repository: no buttons that would point nowhere
+        text = (html_dir / page_path).read_text()
+        assert "colab.research.google.com" not in text and "repository-button" not in text, page_path
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
     page.on(
         "console",
@@ -322,14 +325,22 @@ def test_toc_lists_every_page_once():
     assert sorted(pages) == sorted(on_disk) and len(set(pages)) == len(pages), pages
 
 
-def test_notebook_sources_fit_the_page_and_install_from_the_configured_repository():
-    """Code cells within 88 columns; every install line uses ``_config.yml``'s repository.url
-    (the launch buttons' URL), so the URL has one source."""
-    import re
+def _ext():
+    sys.path.insert(0, str(REPO / "book" / "_ext"))
+    import awp_book_html
+    return awp_book_html
 
+
+def configured_url() -> str:
+    return (yaml.safe_load((REPO / "_config.yml").read_text()).get("repository") or {}).get("url") or ""
+
+
+def test_notebook_sources_fit_the_page_and_install_as_configured():
+    """Code cells within 88 columns; every Colab install line is the one ``_config.yml``'s
+    repository.url gives (the clone when it is empty, the repository when it is set)."""
     import nbformat
 
-    url = yaml.safe_load((REPO / "_config.yml").read_text())["repository"]["url"].rstrip("/")
+    expected = _ext().install_line(configured_url())
     for page in toc_pages():
         path = REPO / page.replace(".html", ".ipynb")
         if not path.exists():
@@ -339,5 +350,23 @@ def test_notebook_sources_fit_the_page_and_install_from_the_configured_repositor
                 continue
             for line in cell.source.splitlines():
                 assert len(line) <= 88, f"{path.name} cell {i}: {len(line)} columns: {line!r}"
-                for found in re.findall(r"git\+(https://github\.com/[\w./-]+)", line):
-                    assert found.rstrip("/") == url, f"{path.name} cell {i} installs from {found}, not {url}"
+                if "pip install" in line:
+                    assert line.strip() == expected, f"{path.name} cell {i}: {line!r}, not {expected!r}"
+
+
+def test_repository_links_follow_the_configured_url():
+    ext = _ext()
+    theme = {"use_repository_button": False, "launch_buttons": {"colab_url": "https://colab.research.google.com"}}
+    # unset: no repository, no launch buttons, and the install cells use the local clone
+    unset = ext.repository_buttons({**theme, "repository_url": ""})
+    assert unset["use_repository_button"] is False and unset["launch_buttons"] == {}
+    assert ext.install_line("") == "!pip install -q -e .."
+    # set to a real URL: both kept, pointing at it
+    url = "https://github.com/example/awp-book"
+    kept = ext.repository_buttons({**theme, "repository_url": url})
+    assert kept["use_repository_button"] is True and kept["launch_buttons"]["colab_url"]
+    assert kept["repository_url"] == url
+    assert ext.install_line(url + "/") == f"!pip install -q git+{url}"
+    # no placeholder anywhere in the sources
+    for path in [REPO / "_config.yml", *(REPO / "book").glob("*.ipynb"), *(REPO / "book").glob("*.md")]:
+        assert "awp-book/awp-book" not in path.read_text(), path
