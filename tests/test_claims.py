@@ -59,3 +59,28 @@ def test_recorder_prints_and_saves(capsys):
     assert rec.records() == [{"claim": "a", "holds": True, "numbers": "1"},
                              {"claim": "b", "holds": False, "numbers": "2"}]
     assert rec.held() == 1 and rec.summary() == "holds: a; FAILS: b"
+
+
+def test_check_metrics_names_the_bad_run_and_epoch():
+    good = run(0.66, 0.64)
+    for r in good:
+        r.update(train_natural=0.9, val_natural=0.8)
+    book.check_metrics({"a": good})
+    bad = [dict(r) for r in good]
+    bad[1]["val_robust"] = 0.95   # above its natural accuracy
+    with pytest.raises(AssertionError, match="b, epoch 20: val natural 0.8, robust 0.95"):
+        book.check_metrics({"a": good, "b": bad})
+
+
+def test_stack_and_band():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    runs = [run(0.6, 0.5), run(0.7, 0.6)]
+    ep, a = book.stack(runs, "test_robust")
+    assert list(ep) == [10, 20] and a.shape == (2, 2) and a[1, 1] == pytest.approx(60)
+    assert book.stack(runs, "test_robust_loss")[1][0, 0] == pytest.approx(1.0)   # losses unscaled
+    fig, ax = plt.subplots()
+    book.plot_band(ax, runs, "test_robust", "C3", "AT-AWP")
+    assert ax.get_legend_handles_labels()[1] == ["AT-AWP (mean of 2)"] and len(ax.collections) == 1
+    plt.close(fig)

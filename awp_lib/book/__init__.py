@@ -17,25 +17,14 @@ The chapters call the helpers they share as ``book.<name>`` (``from awp_lib impo
 they are the names below.
 """
 from ..data import project_root
-from .plots import COLORS, SPLIT_STYLES, color_of, fig_png, figure_slider, plot_curves, show_source
+from .plots import COLORS, SPLIT_STYLES, color_of, fig_png, figure_slider, plot_band, plot_curves, show_source
 from .results import check_profile, load_results, save_results, settings
 from .store import load_run_model, run_dir, run_record, run_state, stuck_run, train_run
-from .summaries import (
-                        at_epoch,
-                        attacks_of,
-                        best_last,
-                        decay_epochs,
-                        final_numbers,
-                        gap_at,
-                        late_stage_start,
-                        mean_std,
-                        monitor_agreement,
-                        paired,
-                        summarize,
-)
+from .summaries import (at_epoch, attacks_of, best_last, check_metrics, decay_epochs, final_numbers, gap_at,
+                        late_stage_start, mean_std, monitor_agreement, paired, stack, summarize)
 
-__all__ = ["project_root", "COLORS", "SPLIT_STYLES", "color_of", "fig_png", "figure_slider", "plot_curves",
-           "show_source", "check_profile", "load_results", "save_results", "settings", "load_run_model", "run_dir",
-           "run_record", "run_state", "stuck_run", "train_run", "at_epoch", "attacks_of", "best_last",
-           "decay_epochs", "final_numbers", "gap_at", "late_stage_start", "mean_std", "monitor_agreement",
-           "paired", "summarize"]
+__all__ = ["project_root", "COLORS", "SPLIT_STYLES", "color_of", "fig_png", "figure_slider", "plot_band",
+           "plot_curves", "show_source", "check_profile", "load_results", "save_results", "settings",
+           "load_run_model", "run_dir", "run_record", "run_state", "stuck_run", "train_run", "at_epoch",
+           "attacks_of", "best_last", "check_metrics", "decay_epochs", "final_numbers", "gap_at",
+           "late_stage_start", "mean_std", "monitor_agreement", "paired", "stack", "summarize"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import io
 
-from .summaries import best_last, decay_epochs, late_stage_start
+from .summaries import best_last, decay_epochs, late_stage_start, stack
 
 # One colour per method across the book, no two alike: every comparison of methods uses these,
 # and plot_curves draws a run in its method's colour (the line style tells the split).
@@ -68,6 +68,17 @@ def plot_curves(rows: list[dict], ax=None, title: str = "", legend: bool = True,
         if legend:
             loss_ax.legend(fontsize=7)
     return ax
+
+
+def plot_band(ax, runs: list[list[dict]], key: str, color: str, label: str) -> None:
+    """``key`` over the evaluated epochs of several seeds: the first seed thin, the mean thick,
+    a band of ± one standard deviation (with two seeds or more)."""
+    ep, a = stack(runs, key)
+    ax.plot(ep, a[0], color=color, lw=0.8, alpha=0.6)
+    ax.plot(ep, a.mean(0), color=color, lw=2, label=f"{label} (mean of {len(a)})" if len(a) > 1 else label)
+    if len(a) > 1:
+        sd = a.std(0, ddof=1)
+        ax.fill_between(ep, a.mean(0) - sd, a.mean(0) + sd, color=color, alpha=0.2, lw=0)
 
 
 def fig_png(fig, dpi: int = 90) -> bytes:

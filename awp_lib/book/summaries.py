@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import statistics
 
+import numpy as np
 import torch
 
 from .. import data
@@ -111,6 +112,30 @@ def _selected(rows: list[dict]):
     ev = [r for r in rows if "val_robust" in r]
     best, last = max(ev, key=lambda r: r["val_robust"]), ev[-1]
     return ev, best, last, "final_test_robust" in best and "final_test_robust" in last
+
+
+def check_metrics(runs: dict[str, list[dict]]) -> None:
+    """The sanity check of the runs a page reads: at every evaluated epoch each accuracy is a
+    fraction, robust accuracy is never above natural on the same split, and the robust loss is
+    not negative; a failure names the run, the epoch and the value."""
+    for name, rows in runs.items():
+        for r in (r for r in rows if "val_robust" in r):
+            for part in ("train", "val", "test"):
+                nat, rob = r[f"{part}_natural"], r[f"{part}_robust"]
+                if not (0.0 <= rob <= nat + 1e-9 and nat <= 1.0):
+                    raise AssertionError(f"{name}, epoch {r['epoch']}: {part} natural {nat}, robust {rob}: "
+                                         "not accuracies with robust <= natural")
+            if r.get("test_robust_loss", 0.0) < 0:
+                raise AssertionError(f"{name}, epoch {r['epoch']}: robust loss {r['test_robust_loss']} < 0")
+
+
+def stack(runs: list[list[dict]], key: str):
+    """``(epochs, values)`` of ``key`` at the evaluated epochs of several runs (one row per run;
+    accuracies in per cent, losses as they are), as numpy arrays."""
+    evaluated = [[r for r in rows if "val_robust" in r] for rows in runs]
+    scale = 1 if key.endswith("_loss") else 100
+    return (np.array([r["epoch"] for r in evaluated[0]]),
+            scale * np.array([[r[key] for r in e] for e in evaluated]))
 
 
 def monitor_agreement(profile: str, name: str, steps: int = 20) -> dict:
