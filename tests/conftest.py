@@ -10,6 +10,13 @@ def fmnist():
 
 
 @pytest.fixture(scope="session")
+def tiny():
+    """192 training, 100 validation and 100 test images: seconds-long training runs."""
+    from awp_lib import data
+    return data.get_splits("fashion-mnist", train_size=192, val_size=100, test_size=100, seed=0)
+
+
+@pytest.fixture(scope="session")
 def trained_cnn(fmnist):
     """A SmallCNN briefly trained (natural training, 3 epochs of 2,000 images): enough to be non-trivial."""
     from awp_lib import data, models

@@ -14,11 +14,6 @@ from awp_lib.config import make_config
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return data.get_splits("fashion-mnist", train_size=192, val_size=100, test_size=100, seed=0)
-
-
 def cfg_(**kw):
     return make_config("smoke", **{"epochs": 3, "train_size": 192, "val_size": 100, "test_size": 100,
                                    "final_attack_steps": 5, **kw})

@@ -15,11 +15,6 @@ from awp_lib.io import load_torch
 TIMES = ("time_train", "time_total", "time_final")
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return data.get_splits("fashion-mnist", train_size=192, val_size=100, test_size=100, seed=0)
-
-
 def cfg_(**kw):
     return make_config("smoke", **{"epochs": 3, "train_size": 192, "val_size": 100, "test_size": 100, **kw})
 
