@@ -84,3 +84,13 @@ def test_stack_and_band():
     book.plot_band(ax, runs, "test_robust", "C3", "AT-AWP")
     assert ax.get_legend_handles_labels()[1] == ["AT-AWP (mean of 2)"] and len(ax.collections) == 1
     plt.close(fig)
+
+
+def test_formatting_of_means_and_paired_differences():
+    at = at_runs([0.01, 0.02], [0.2, 0.3])
+    assert claims.pm(at, "drop") == "1.5 ± 0.5"                       # points
+    assert claims.pm(at, "last_test_robust_loss") == "1.250 ± 0.050"  # a loss, as it is
+    paired = book.paired(at, at_runs([0.0, 0.0], [0.0, 0.1]), "drop")
+    assert claims.pm_paired(paired, "drop") == "-1.5 ± 0.5"
+    one = book.paired(at_runs([0.01], [0.2]), at_runs([0.0], [0.0]), "drop")
+    assert claims.pm_paired(one, "drop") == "-1.0" and claims.pm(at_runs([0.01], [0.2]), "drop") == "1.0"

@@ -43,11 +43,27 @@ class Claims:
         return "; ".join(("holds: " if h else "FAILS: ") + t for t, h, _ in self.items)
 
 
-def pm(summary: dict, key: str, scale: float = 100, digits: int = 1) -> str:
+def scale_of(key: str) -> tuple[float, int]:
+    """How a summary key is printed: losses as they are (3 decimals), accuracies, gaps and
+    rises in points or per cent (times 100, 1 decimal)."""
+    return (1, 3) if key.endswith("_loss") else (100, 1)
+
+
+def pm(summary: dict, key: str, scale: float | None = None, digits: int | None = None) -> str:
     """``mean ± standard error`` of ``key`` in a :func:`awp_lib.book.summarize` result (times
-    ``scale``: 100 for points and per cent); the mean alone for one seed."""
+    ``scale``, by default :func:`scale_of`); the mean alone for one seed."""
+    scale, digits = scale or scale_of(key)[0], scale_of(key)[1] if digits is None else digits
     mean = f"{scale * summary[key]:.{digits}f}"
     return mean if summary["n"] < 2 else f"{mean} ± {scale * summary['se'][key]:.{digits}f}"
+
+
+def pm_paired(paired: dict, key: str) -> str:
+    """A signed paired difference (:func:`awp_lib.book.paired`) of ``key``, ``± SE`` with two
+    seeds or more."""
+    scale, digits = scale_of(key)
+    text = f"{scale * paired['mean']:+.{digits}f}"
+    n = len(paired["per_seed"])
+    return text if n < 2 else f"{text} ± {scale * paired['se']:.{digits}f}"
 
 
 def _beyond(mean: float, se: float, k: float, n: int) -> bool:
