@@ -50,3 +50,19 @@ def test_aggregate_separates_configs_and_counts_copies_once(tmp_path):
     assert rows["AT"]["seeds"] == [0] and math.isclose(rows["AT"]["robust_last"][0], 40.0)
     assert math.isclose(rows["AT (cosine)"]["robust_last"][0], 20.0)
     assert [s["run"] for s in report.collect(tmp_path, names=["at-cosine-s0", "missing"])] == ["at-cosine-s0"]
+
+
+def test_runs_table_and_the_paper_grid(tmp_path):
+    write_run(tmp_path, "at-s0", 0, 0, [0.30, 0.50, 0.45, 0.40])
+    write_run(tmp_path, "at-s1", 1, 0, [0.30, 0.54, 0.45, 0.44])
+    write_run(tmp_path, "awp-s0", 0, 0.01, [0.30, 0.52, 0.50, 0.50])
+    rows = report.aggregate(report.collect(tmp_path))
+    table = report.runs_table(rows)
+    assert [(t["method"], t["seeds"], t["robust last"]) for t in table] == [("AT", 2, "42.00 ± 2.83"),
+                                                                            ("AT-AWP", 1, "50.00")]
+    grid = {(g["dataset"], g["norm"], g["method"]): g for g in report.paper_grid(rows)}
+    ours = grid[("fashion-mnist", "linf", "AT")]
+    assert ours["ours: γ, seeds"] == "0, 2" and ours["paper: robust best"] == "—"
+    cifar = grid[("cifar10", "linf", "AT-AWP")]
+    assert cifar["ours: robust last"] == "absent" and cifar["paper: robust last"] == "54.73 ± 0.16"
+    assert ("cifar10", "linf", "AT+L2") not in grid   # a method not asked for

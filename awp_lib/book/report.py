@@ -114,3 +114,37 @@ def aggregate(summaries: list[dict]) -> list[dict]:
 def fmt(ms: tuple[float, float]) -> str:
     m, s = ms
     return f"{m:.2f} ± {s:.2f}" if s == s else f"{m:.2f}"
+
+
+def runs_table(rows: list[dict]) -> list[dict]:
+    """:func:`aggregate`'s rows as a table of our runs, one line per experiment: dataset, norm,
+    method, γ, model, number of seeds, the four columns and the last gap as mean ± std."""
+    lines = [{"dataset": r["dataset"], "norm": r["norm"], "method": r["method"], "γ": r["gamma"] or "",
+              "model": r["model"], "seeds": len(r["seeds"]),
+              **{c.replace("_", " "): fmt(r[c]) for c in COLUMNS}, "gap (last)": fmt(r["gap_last"])}
+             for r in rows]
+    return sorted(lines, key=lambda x: (x["dataset"], x["norm"], x["method"], x["γ"] or 0))
+
+
+def paper_grid(rows: list[dict], methods=("AT", "AT-AWP")) -> list[dict]:
+    """The paper's grid (dataset × threat model × ``methods``) with ours beside the paper's: per
+    cell the experiment with the most seeds, ``absent`` where we have none, ``—`` where the paper
+    has none; cells that neither has are left out."""
+    have = {}
+    for r in sorted(rows, key=lambda r: len(r["seeds"])):   # the most seeds last, so it wins
+        if r["method"] in methods:
+            have[(r["dataset"], r["norm"], r["method"])] = r
+    out = []
+    for d in sorted({d for d, _, _ in PAPER} | {r["dataset"] for r in rows}):
+        for n in ("linf", "l2"):
+            for m in methods:
+                r, p = have.get((d, n, m)), PAPER.get((d, n, m))
+                if r is None and p is None:
+                    continue
+                line = {"dataset": d, "norm": n, "method": m,
+                        "ours: γ, seeds": f"{r['gamma'] or 0:g}, {len(r['seeds'])}" if r else ""}
+                for j, c in enumerate(COLUMNS):
+                    line[f"ours: {c.replace('_', ' ')}"] = fmt(r[c]) if r else "absent"
+                    line[f"paper: {c.replace('_', ' ')}"] = fmt(p[j]) if p else "—"
+                out.append(line)
+    return out
