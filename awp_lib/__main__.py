@@ -47,10 +47,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except RuntimeError as e:
-        # the book's runs failed, or a run diverged or stuck at chance: the message says it all
-        if type(e).__name__ not in ("RunsFailed", "TrainingDiverged", "TrainingStuck"):
-            raise
+    except (build.RunsFailed, train.TrainingDiverged) as e:  # diverged or stuck: the message says it all
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 

@@ -95,8 +95,9 @@ class Config:
     eval_train_size: int = 1000      # training images (fixed subset) for train robust accuracy at w
     eval_test_size: int | None = None  # test images (fixed subset) per evaluated epoch; None: the whole split
     eval_every: int = 1
-    # a run whose training loss sits at ln(classes), or its monitored natural accuracy at chance,
-    # for this many consecutive epochs after the AWP warm-up stops with an error (0: never)
+    # a run whose training loss sits at its method's loss of a uniform prediction (ln(classes) for
+    # AT), or its monitored natural accuracy at chance, for this many consecutive epochs after the
+    # AWP warm-up stops with an error (train.stuck_at_chance; 0: never)
     stuck_epochs: int = 3
     # ... and the full-strength evaluation of the best and last checkpoints at the end (0: none):
     # natural and PGD-`final_attack_steps` on the test split (its first `final_test_size` images; None:
@@ -180,9 +181,9 @@ class Config:
             v = getattr(self, k)
             if v is not None and (not isinstance(v, int) or v <= 0):
                 raise ValueError(f"{k}={v!r} is invalid: a positive integer, or None for the whole set")
-        nonneg = ("awp_gamma", "lr", "weight_decay", "momentum", "beta", "awp_warmup")
         if not isinstance(self.stuck_epochs, int) or isinstance(self.stuck_epochs, bool) or self.stuck_epochs < 0:
             raise ValueError(f"stuck_epochs={self.stuck_epochs!r} is invalid: a number of epochs >= 0 (0: no check)")
+        nonneg = ("awp_gamma", "lr", "weight_decay", "momentum", "beta", "awp_warmup")
         for k in nonneg:
             v = getattr(self, k)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:

@@ -29,12 +29,12 @@ from .averaging import WeightAverage
 from .awp import AWP
 from .config import Config, config_diff, keys, make_config, resolve_device
 from .config import parse_value as _parse_value
-
-# moved out of this module; still reachable as train.<name> (the chapters and other modules use them)
-from .distributed import _from_rank0, _mean_over_processes, _sum_over_processes, distributed  # noqa: F401
-from .io import atomic_write, load_torch, metrics_csv, save_text, save_torch  # noqa: F401
 from .names import run_name
 from .precision import autocast
+
+# also reachable as train.<name> (the chapters and other modules use them)
+from .distributed import _from_rank0, _mean_over_processes, _sum_over_processes, distributed  # noqa: F401
+from .io import atomic_write, load_torch, metrics_csv, save_text, save_torch  # noqa: F401
 from .progress import _bar, _fmt, _log, _report  # noqa: F401
 from .regularizers import cutout, mixup, weight_penalty  # noqa: F401
 from .rst import MixedLoader, pseudo_label, rst_loader  # noqa: F401
@@ -49,11 +49,11 @@ class TrainingStuck(TrainingDiverged):
 
 
 def stuck_at_chance(cfg: Config, rows: list[dict], num_classes: int) -> str | None:
-    """Why a run is stuck at chance after its AWP warm-up, or None: its training loss within 1 %
-    of the method's loss at a uniform prediction (:func:`awp_lib.methods.chance_loss`; ln(classes)
-    for AT) for ``cfg.stuck_epochs``
-    consecutive epochs, or its monitored validation natural accuracy at most chance + 2 points
-    at that many consecutive evaluated epochs. ``stuck_epochs`` = 0 turns the check off."""
+    """Why a run is stuck at chance after its AWP warm-up, or None. Stuck: for ``cfg.stuck_epochs``
+    consecutive epochs its training loss within 1 % of the method's loss at a uniform prediction
+    (:func:`awp_lib.methods.chance_loss`; ln(classes) for AT), or its monitored validation natural
+    accuracy at most chance + 2 points at that many consecutive evaluated epochs (the last one
+    included). ``stuck_epochs`` = 0 turns the check off."""
     n = cfg.stuck_epochs
     after = [r for r in rows if r["epoch"] > cfg.awp_warmup]
     if n == 0 or len(after) < n:
@@ -78,10 +78,11 @@ def _check_stuck(cfg: Config, rows: list[dict], num_classes: int, out) -> None:
     why = stuck_at_chance(cfg, rows, num_classes)
     if why is None:
         return
+    run = f"run {out}" if out is not None else f"this {cfg.method} run"
     warm = f" (after an AWP warm-up of {cfg.awp_warmup} epochs)" if cfg.awp_gamma else ""
     kept = f"; its checkpoints up to epoch {rows[-1]['epoch']} are kept in {out}" if out is not None else ""
     raise TrainingStuck(
-        f"{f'run {out}' if out is not None else f'this {cfg.method} run'} is stuck at chance at epoch {rows[-1]['epoch']}{warm}: {why}. The "
+        f"{run} is stuck at chance at epoch {rows[-1]['epoch']}{warm}: {why}. The "
         f"model predicts the same for every input and will not recover{kept}. Remedies: an AWP warm-up "
         f"(--awp-warmup N: plain training for N epochs first), a smaller gamma (--awp-gamma, now "
         f"{cfg.awp_gamma:g}) or learning rate (--lr, now {cfg.lr:g}); --stuck-epochs 0 turns this check off.")

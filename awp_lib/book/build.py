@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..config import PROFILES, default_profile
 from ..progress import _fmt
+from ..train import TrainingStuck
 from ..validate import check_choice
 from . import runlist, store
 
@@ -49,6 +50,9 @@ def _train_one(profile: str, name: str, overrides: dict) -> dict:
     t0 = time.perf_counter()
     try:
         rows = store.train_run(name, profile, _progress="none", **overrides)
+    except TrainingStuck as e:  # a failure, unless the run demonstrates a collapse (stuck_ok)
+        return {"run": name, "minutes": (time.perf_counter() - t0) / 60, "stuck": True,
+                "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
     except Exception as e:  # reported by the parent; the other runs go on
         return {"run": name, "minutes": (time.perf_counter() - t0) / 60,
                 "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
@@ -109,7 +113,7 @@ def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs
                 r = f.result()
                 finished += 1
                 took = f"{60 * r['minutes']:.0f} s" if r["minutes"] < 2 else f"{r['minutes']:.1f} min"
-                if "error" in r and r["run"] in stuck_ok and r["error"].startswith("TrainingStuck"):
+                if r.get("stuck") and r["run"] in stuck_ok:
                     say(f"[{finished}/{len(todo)}] stopped {r['run']} after {took}, as expected: {r['error']}")
                 elif "error" in r:
                     failed[r["run"]] = r["error"]

@@ -52,7 +52,9 @@ def scale_of(key: str) -> tuple[float, int]:
 def pm(summary: dict, key: str, scale: float | None = None, digits: int | None = None) -> str:
     """``mean ± standard error`` of ``key`` in a :func:`awp_lib.book.summarize` result (times
     ``scale``, by default :func:`scale_of`); the mean alone for one seed."""
-    scale, digits = scale or scale_of(key)[0], scale_of(key)[1] if digits is None else digits
+    default_scale, default_digits = scale_of(key)
+    scale = default_scale if scale is None else scale
+    digits = default_digits if digits is None else digits
     mean = f"{scale * summary[key]:.{digits}f}"
     return mean if summary["n"] < 2 else f"{mean} ± {scale * summary['se'][key]:.{digits}f}"
 
