@@ -94,6 +94,7 @@ class Config:
     eval_attack_steps: int = 10      # PGD steps for train/val/test robust accuracy per evaluated epoch
     eval_train_size: int = 1000      # training images (fixed subset) for train robust accuracy at w
     eval_test_size: int | None = None  # test images (fixed subset) per evaluated epoch; None: the whole split
+    final_train_size: int | None = None  # train images of the final evaluation; None: eval_train_size
     eval_every: int = 1
     # a run whose training loss sits at its method's loss of a uniform prediction (ln(classes) for
     # AT), or its monitored natural accuracy at chance, for this many consecutive epochs after the
@@ -101,7 +102,7 @@ class Config:
     stuck_epochs: int = 3
     # ... and the full-strength evaluation of the best and last checkpoints at the end (0: none):
     # natural and PGD-`final_attack_steps` on the test split (its first `final_test_size` images; None:
-    # all of it), validation and the train subset
+    # all of it), validation and the first `final_train_size` training images
     final_attack_steps: int = 0
     final_test_size: int | None = None
     seed: int = 0
@@ -112,7 +113,8 @@ class Config:
     #                                  avx512_bf16 or a GPU with bf16, as none elsewhere
     channels_last: bool = False      # channels_last memory format for conv nets; "auto": with bf16 on a
     #                                  GPU only (on CPUs it was slower: README, measured)
-    compile: bool = False            # torch.compile the model for training
+    compile: bool = False            # torch.compile the model for the training step (the numbers change by
+    #                                  rounding: tests/test_precision.py); eager where no C++ compiler is found
 
     def __post_init__(self):
         if isinstance(self.decays, str):  # the CLI and papermill: "0.25,0.75"
@@ -177,7 +179,7 @@ class Config:
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"{k}={v!r} is invalid: it must be a positive integer")
-        for k in ("train_size", "val_size", "test_size", "eval_test_size", "final_test_size"):
+        for k in ("train_size", "val_size", "test_size", "eval_test_size", "final_train_size", "final_test_size"):
             v = getattr(self, k)
             if v is not None and (not isinstance(v, int) or v <= 0):
                 raise ValueError(f"{k}={v!r} is invalid: a positive integer, or None for the whole set")
@@ -231,12 +233,13 @@ PRESETS = {
     "cpu": dict(dataset="fashion-mnist", model="smallcnn", width=16, train_size=1000, val_size=1000,
                 test_size=None, final_test_size=2000, eps=0.1, attack_steps=3, attack_alpha=0.04, epochs=100,
                 batch_size=64, lr=0.1, weight_decay=5e-4, decays=[0.2, 0.8], amp="none", channels_last=False,
-                pseudo_epochs=10,
-                # the monitor: PGD-5 on 500 train, the 1,000 validation and 500 test images every 5
-                # epochs; best and last then get PGD-20 on the first `final_test_size` test images
-                # (all 10,000 for the runs of the seed-averaged claims: bookruns.CLAIM_EVAL)
-                eval_attack_steps=5, eval_train_size=500, eval_test_size=500, eval_every=5,
-                final_attack_steps=20),
+                pseudo_epochs=10, compile=True,
+                # the monitor: PGD-5 on the 1,000 validation images (they pick `best`) and, for the
+                # curves, on 250 train and 250 test images, every 5 epochs; best and last then get
+                # PGD-20 on 500 train images, the validation split and the first `final_test_size`
+                # test images (all 10,000 for the runs of the seed-averaged claims: runlist.CLAIM_EVAL)
+                eval_attack_steps=5, eval_train_size=250, eval_test_size=250, eval_every=5,
+                final_attack_steps=20, final_train_size=500),
     "paper": dict(dataset="cifar10", model="preactresnet18", eps=8 / 255, attack_alpha=2 / 255, attack_steps=10,
                   epochs=200, batch_size=128, lr=0.1, eval_attack_steps=10, eval_train_size=1000,
                   eval_test_size=1000, final_attack_steps=20,

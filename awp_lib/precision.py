@@ -17,6 +17,9 @@ into it:
 """
 from __future__ import annotations
 
+import shutil
+import warnings
+
 import torch
 
 from .validate import check_choice
@@ -36,3 +39,16 @@ def weights_changed() -> None:
     """Call after writing parameters in place: forgets the bf16 copies an enclosing autocast
     region may hold, so the next forward pass sees the new weights."""
     torch.clear_autocast_cache()
+
+
+def compiled(model: torch.nn.Module, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """``torch.compile(model)``; on a CPU without the C++ compiler the inductor needs, the model
+    itself, with a warning (the numbers differ by rounding only: tests/test_precision.py)."""
+    if torch.device(device).type == "cpu":
+        from torch._inductor import cpp_builder  # optional dependency: loaded only to compile
+        name = cpp_builder.get_cpp_compiler()
+        if shutil.which(name) is None:
+            warnings.warn(f"compile=True, but no C++ compiler {name!r} was found for torch.compile: "
+                          "training runs eagerly (the same method; the numbers differ by rounding)")
+            return model
+    return torch.compile(model)

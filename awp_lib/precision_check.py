@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from . import methods, models
 from .awp import AWP
 from .config import Config
-from .precision import autocast
+from .precision import autocast, compiled
 from .train import train_step
 
 # How a step is run: fp32; bf16 in the library's region (weight cache off); bf16 inside a region of
@@ -36,9 +36,12 @@ def region(mode: str, device: torch.device | str):
 
 
 def awp_step_effect(cfg: Config, x: torch.Tensor, y: torch.Tensor, mode: str = "fp32", gamma: float | None = None,
-                    direction: str | None = None, scope: str | None = None, seed: int = 0) -> dict:
+                    direction: str | None = None, scope: str | None = None, seed: int = 0,
+                    compile: bool = False, keep_weights: bool = False) -> dict:
     """One step of ``cfg.method`` without and with AWP (budget ``gamma``, default ``cfg.awp_gamma``)
-    from the same start, under ``mode``: ``{"loss": ..., "loss_awp": ..., "weight_diff": ‖w_AWP − w‖}``."""
+    from the same start, under ``mode`` (and ``torch.compile``-d as training compiles it, with
+    ``compile``): ``{"loss": ..., "loss_awp": ..., "weight_diff": ‖w_AWP − w‖}``, and the weights
+    after the AWP step as one vector under ``"weights"`` with ``keep_weights``."""
     if mode not in MODES:
         raise ValueError(f"unknown precision mode {mode!r}; valid choices: {', '.join(MODES)}")
     gamma = cfg.awp_gamma if gamma is None else gamma
@@ -56,9 +59,12 @@ def awp_step_effect(cfg: Config, x: torch.Tensor, y: torch.Tensor, mode: str = "
         torch.manual_seed(seed + 1)  # the attack's random start: the same for both steps
         model.train()
         with region(mode, x.device):
-            out[key] = train_step(model, opt, methods.get(cfg.method), cfg, x, y, awp).item()
+            net = compiled(model, x.device) if compile else model
+            out[key] = train_step(net, opt, methods.get(cfg.method), cfg, x, y, awp).item()
         weights.append(torch.cat([p.detach().float().flatten() for p in model.parameters()]))
     out["weight_diff"] = (weights[1] - weights[0]).norm().item()
+    if keep_weights:
+        out["weights"] = weights[1]
     return out
 
 

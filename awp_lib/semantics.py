@@ -46,12 +46,11 @@ def is_stale(folder: Path) -> bool:
     return version is not None and version != TRAINING_SEMANTICS
 
 
-def set_aside(folder: Path) -> Path:
-    """Rename a stale run folder to ``<name>.stale-v<version>`` (with a timestamp if taken) and
-    return the new path; nothing in it is deleted."""
+def set_aside(folder: Path, suffix: str | None = None) -> Path:
+    """Rename a stale run folder to ``<name>.stale-v<version>`` (or ``<name>.<suffix>``; with a
+    timestamp if taken) and return the new path; nothing in it is deleted."""
     folder = Path(folder)
-    version = folder_version(folder)
-    target = folder.with_name(f"{folder.name}.stale-v{version}")
+    target = folder.with_name(f"{folder.name}.{suffix or f'stale-v{folder_version(folder)}'}")
     if target.exists():
         target = folder.with_name(f"{target.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     folder.rename(target)

@@ -30,7 +30,7 @@ from .awp import AWP
 from .config import Config, config_diff, keys, make_config, resolve_device
 from .config import parse_value as _parse_value
 from .names import run_name
-from .precision import autocast
+from .precision import autocast, compiled
 
 # also reachable as train.<name> (the chapters and other modules use them)
 from .distributed import _from_rank0, _mean_over_processes, _sum_over_processes, distributed  # noqa: F401
@@ -225,11 +225,11 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
               cfg.awp_scope) if cfg.awp_gamma > 0 else None
     avg = WeightAverage(model, cfg.weight_average, cfg.ema_decay, cfg.swa_start, cfg.epochs)
     # `net` runs the attacks and AWP's ascent; `ddp` (data parallel) the loss whose gradient updates w
-    net = torch.compile(model) if cfg.compile else model
+    net = compiled(model, device) if cfg.compile else model
     ddp = None
     if world > 1:
         ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        ddp = torch.compile(ddp) if cfg.compile else ddp
+        ddp = compiled(ddp, device) if cfg.compile else ddp
         if awp is not None:
             awp.grad_reduce = lambda grads: _mean_over_processes(grads, world)
         avg.buffer_reduce = lambda buffers: _mean_over_processes(buffers, world)
@@ -326,7 +326,7 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
 # ----------------------------------------------------------------------------- final evaluation
 FINAL_PARTS = ("train", "val", "test")
 # Config keys of the final evaluation only: changing them on a trained run redoes that evaluation.
-FINAL_KEYS = ("final_attack_steps", "final_test_size")
+FINAL_KEYS = ("final_attack_steps", "final_train_size", "final_test_size")
 
 
 def _redo_final_evaluation(out: Path, cfg: Config, diff: dict) -> None:
@@ -353,6 +353,13 @@ def final_test_images(cfg: Config) -> int:
     return min(cfg.final_test_size or split, split)
 
 
+def final_train_images(cfg: Config) -> int:
+    """How many training images the final evaluation attacks: the first ``final_train_size``
+    (None: the monitor's ``eval_train_size``)."""
+    n = cfg.final_train_size or cfg.eval_train_size
+    return min(n, cfg.train_size) if cfg.train_size else n
+
+
 def final_done(cfg: Config, rows: list[dict]) -> bool:
     """Whether the run's final evaluation is made (a run evaluated before the robust loss was
     recorded counts as not made: its evaluation is redone, its training kept)."""
@@ -365,7 +372,7 @@ def final_evaluation(cfg: Config, model, rows, best, out, splits, device, amp, s
     else all of it), written into their epochs' rows as ``final_<part>_natural``,
     ``final_<part>_robust`` and ``final_<part>_robust_loss`` (the mean cross-entropy at the attack's
     inputs); the per-epoch monitor is cheaper."""
-    n_eval = min(cfg.eval_train_size, len(splits.train[1]))
+    n_eval = min(final_train_images(cfg), len(splits.train[1]))
     n_test = cfg.final_test_size or len(splits.test[1])
     sets = {"train": (splits.train[0][:n_eval], splits.train[1][:n_eval]), "val": splits.val,
             "test": (splits.test[0][:n_test], splits.test[1][:n_test])}

@@ -7,6 +7,7 @@ asking for a run missing from the list raises (tested here on a run of its own).
 """
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -138,3 +139,19 @@ def test_chapter_with_live_widget_executes_repeatedly_without_stalling(monkeypat
         assert took < 240, f"execution {attempt + 1} took {took:.0f} s"
         live = [c for c in nb.cells if "skip-execution" in c.metadata.get("tags", [])]
         assert live and all(not c.get("outputs") for c in live)
+
+
+def test_a_run_trained_with_another_config_is_set_aside_and_trained_again(runs_root):
+    """The run list changed a training key (here the learning rate; a cut such as compile or the
+    monitor's sizes alike): the old run is not reused but kept aside, and the listed one trains."""
+    name, kw = next(iter(runlist.ch1_runs("smoke").items()))
+    old = {**kw, "lr": 0.01}
+    book.train_run(name, "smoke", **old)
+    assert book.run_state("smoke", name, old) == "done"
+    assert book.run_state("smoke", name, kw) == "stale"
+    rows = book.train_run(name, "smoke", **kw)
+    assert len(rows) == kw["epochs"] and book.run_state("smoke", name, kw) == "done"
+    aside = runs_root / "smoke" / f"{name}.other-config"
+    assert json.loads((aside / "config.json").read_text())["lr"] == 0.01
+    # a change of the final evaluation alone keeps the training (the evaluation is redone)
+    assert book.run_state("smoke", name, {**kw, "final_attack_steps": 2}) == "partial"

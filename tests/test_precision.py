@@ -137,3 +137,22 @@ def test_stale_run_is_set_aside_and_retrained(tmp_path):
     assert json.loads((out / "config.json").read_text())[semantics.KEY] == semantics.TRAINING_SEMANTICS
     old, new = load_torch(aside / "checkpoints" / "last.pt"), load_torch(out / "checkpoints" / "last.pt")
     assert all(torch.equal(old["model"][k], new["model"][k]) for k in old["model"])  # retrained: same config
+
+
+@pytest.mark.parametrize("method", ["at", "trades"])
+def test_compiled_step_is_the_eager_step(batch, method):
+    """torch.compile (on at the cpu profile) changes rounding only: one step's losses without and
+    with AWP equal eager's to rounding (amplified a little by the attack's sign of the gradient),
+    the weights after the step differ by a fraction of what AWP moves them, and AWP moves the compiled
+    step's weights as far from its method's as it moves eager's."""
+    x, y = batch
+    cfg = config.make_config("cpu", method=method, compile=False)
+    eager = precision_check.awp_step_effect(cfg, x, y, "fp32", gamma=0.01, keep_weights=True)
+    comp = precision_check.awp_step_effect(cfg, x, y, "fp32", gamma=0.01, compile=True, keep_weights=True)
+    rise = eager["loss_awp"] - eager["loss"]
+    assert rise > 0.05 * eager["loss"]                        # AWP changes the loss the step takes
+    for key in ("loss", "loss_awp"):
+        assert abs(comp[key] - eager[key]) < 0.01 * rise, (key, comp[key], eager[key])
+    assert (comp["weights"] - eager["weights"]).norm() < 0.25 * eager["weight_diff"]
+    assert comp["weight_diff"] == pytest.approx(eager["weight_diff"], rel=0.05)
+    assert config.make_config("cpu").compile    # the profile this guards

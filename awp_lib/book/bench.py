@@ -26,9 +26,9 @@ from ..config import bf16_fast, make_config
 from ..data import Splits, data_root, project_root
 from ..precision import autocast
 from ..precision_check import awp_step_effect
-from ..train import final_test_images, train, train_step
+from ..train import final_test_images, final_train_images, train, train_step
 from . import runlist as bookruns
-from .build import train_runs
+from .build import run_seconds, train_runs
 
 BENCHES = {}
 
@@ -353,7 +353,8 @@ def cpu_run(device="cpu", quick=False):
                              "trades": {"method": "trades"}, "mart": {"method": "mart"},
                              "rst": {"method": "rst", "pseudo_epochs": 1}}.items():
                 r = train(make_config("cpu", **{"method": "at", **kw, "device": device, "epochs": 1,
-                                                "final_attack_steps": 0}), Path(tmp) / name, progress="none")
+                                                "final_attack_steps": 0, "compile": False}),
+                          Path(tmp) / name, progress="none")  # eager: one epoch would time the compiler
                 per_method[name] = r[0]["time_train"]
         speed = jobs_speedup(device, quick=True)
     finally:
@@ -363,17 +364,14 @@ def cpu_run(device="cpu", quick=False):
     t_monitor = sum(r["time_total"] - r["time_train"] for r in evals)
     t_final = sum(r.get("time_final", 0.0) for r in rows)
     per_epoch = t_train / len(rows)
-    per_eval = t_monitor / max(1, len(evals))
-    final_images = final_test_images(base) + min(base.eval_train_size, base.train_size) + base.val_size
-    per_final_image = t_final / final_images
-    run_min = []
-    for kw in bookruns.book_runs("cpu").values():
-        c = make_config("cpu", **kw)
-        kind = c.method if c.method != "at" else ("at-awp" if c.awp_gamma > 0 else "at")
-        n_final = final_test_images(c) + min(c.eval_train_size, c.train_size or 0) + (c.val_size or 0)
-        seconds = c.epochs * per_epoch * per_method[kind] / per_method["at"] + \
-            -(-c.epochs // c.eval_every) * per_eval + (per_final_image * n_final if c.final_attack_steps else 0.0)
-        run_min.append(seconds / 60)
+    monitor_images = min(base.eval_train_size, base.train_size) + base.val_size + base.eval_test_size
+    per_eval_image = t_monitor / max(1, len(evals)) / monitor_images * 6 / (base.eval_attack_steps + 1)
+    final_images = final_test_images(base) + final_train_images(base) + base.val_size
+    per_final_image = t_final / (2 * final_images) * 6 / (base.final_attack_steps + 1)
+    cost = {k: v / per_method["at"] for k, v in per_method.items()}
+    stuck = bookruns.expected_stuck("cpu")  # they stop within a few epochs
+    run_min = [run_seconds(make_config("cpu", **kw), per_epoch, (per_eval_image + per_final_image) / 2, cost) / 60
+               for name, kw in bookruns.book_runs("cpu").items() if name not in stuck]
     times = project_root() / "_build" / "cell-times-cpu.json"
     cells_min = sum(c["seconds"] for nb in json.loads(times.read_text())["notebooks"].values() for c in nb) / 60 \
         if times.exists() else None

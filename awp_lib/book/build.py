@@ -17,9 +17,10 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 import torch
 from tqdm.auto import tqdm
 
-from ..config import PROFILES, default_profile
+from ..config import PROFILES, Config, default_profile, make_config
+from ..data import TEST_SIZES
 from ..progress import _fmt
-from ..train import TrainingStuck
+from ..train import TrainingStuck, final_test_images, final_train_images
 from ..validate import check_choice
 from . import runlist, store
 
@@ -41,6 +42,39 @@ def default_jobs(memory_per_run_gib: float = 1.5) -> int:
     except (OSError, StopIteration):
         by_memory = cores
     return max(1, min(cores, by_memory))
+
+
+# Relative cost of a training epoch by method (AT = 1; AWP's ascent on top: AWP_COST), for the
+# order in which runs start; `bench cpu_run` measures them.
+METHOD_COST = {"standard": 0.3, "at": 1.0, "trades": 1.3, "mart": 1.1, "rst": 1.6}
+AWP_COST = 1.4
+
+
+def run_seconds(cfg: Config, epoch_s: float = 1.6, eval_image_s: float = 0.0025,
+                method_cost: dict | None = None) -> float:
+    """Seconds a run of ``cfg`` takes at one thread: its epochs (``epoch_s`` per AT epoch, scaled by
+    ``method_cost`` and AWP), the monitor's PGD-``eval_attack_steps`` evaluations and the final
+    PGD of best and last (``eval_image_s`` per image and PGD-5 evaluation, scaled by the steps)."""
+    cost = method_cost or METHOD_COST
+    kind = "at-awp" if cfg.method == "at" and cfg.awp_gamma > 0 else cfg.method
+    per_epoch = cost[kind] if kind in cost else cost[cfg.method] * (AWP_COST if cfg.awp_gamma else 1.0)
+    train_n = cfg.train_size or 50_000
+    monitor_images = min(cfg.eval_train_size, train_n) + (cfg.val_size or 1000) + min(
+        cfg.eval_test_size or TEST_SIZES[cfg.dataset], final_test_images(cfg))
+    evals = -(-cfg.epochs // cfg.eval_every)
+    per_image = eval_image_s / (5 + 1)  # one PGD step ~ one forward-backward pass
+    final_images = final_train_images(cfg) + (cfg.val_size or 1000) + final_test_images(cfg)
+    final = 2 * final_images * (cfg.final_attack_steps + 1) * per_image if cfg.final_attack_steps else 0.0
+    return cfg.epochs * epoch_s * per_epoch + evals * monitor_images * (cfg.eval_attack_steps + 1) * per_image + final
+
+
+def _expected_seconds(profile: str, overrides: dict) -> float:
+    """:func:`run_seconds` of a listed run; 0 for a config that does not validate (its worker
+    reports the error)."""
+    try:
+        return run_seconds(make_config(profile, **overrides))
+    except ValueError:
+        return 0.0
 
 
 def _train_one(profile: str, name: str, overrides: dict) -> dict:
@@ -88,6 +122,7 @@ def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs
         raise ValueError(f"jobs={jobs!r} is invalid: a positive number of parallel runs")
     states = {name: store.run_state(profile, name, overrides) for name, overrides in runs.items()}
     todo = [n for n in runs if states[n] != "done" and not (states[n] == "stuck" and n in stuck_ok)]
+    todo.sort(key=lambda n: -_expected_seconds(profile, runs[n]))  # the cores stay busy to the end
     check_choice("progress", progress, ("auto", "bar", "line", "none"))
     say = print if progress != "none" else (lambda *_: None)
     bar = None

@@ -15,8 +15,8 @@ from ..checkpoints import load_run_model as load_checkpoint_model
 from ..config import config_diff, load_saved, make_config
 from ..data import NUM_CLASSES, project_root
 from ..io import load_torch
-from ..semantics import is_stale
-from ..train import TrainingStuck, final_done, final_test_images, stuck_at_chance, train
+from ..semantics import is_stale, set_aside
+from ..train import FINAL_KEYS, TrainingStuck, final_done, final_test_images, stuck_at_chance, train
 from . import runlist
 
 
@@ -28,11 +28,13 @@ def run_state(profile: str, name: str, overrides: dict | None = None) -> str:
     """``done`` (trained to its last epoch, final evaluation made), ``partial`` (interrupted, or
     its final evaluation is missing or asked for with other settings: it resumes), ``stuck``
     (stopped at chance, :func:`awp_lib.train.stuck_at_chance`: it fails again at once), ``stale``
-    (trained under older training semantics: it is set aside and trained again) or ``new``.
+    (trained under older training semantics, or, with ``overrides``, under another config than
+    theirs beyond the final evaluation's keys: it is set aside and trained again) or ``new``.
     With ``overrides``, a finished run counts as done only for that config."""
     d = run_dir(profile, name)
     last = d / "checkpoints" / "last.pt"
-    if is_stale(d):
+    trained = (d / "config.json").exists()
+    if is_stale(d) or trained and overrides is not None and _trained_otherwise(d, make_config(profile, **overrides)):
         return "stale"
     if not last.exists():
         return "new"
@@ -47,6 +49,16 @@ def run_state(profile: str, name: str, overrides: dict | None = None) -> str:
         if config_diff(saved, cfg) or not final_done(cfg, json.loads(ck["metrics"])):
             return "partial"
     return "done"
+
+
+def _trained_otherwise(folder: Path, cfg) -> dict:
+    """The training keys (not the final evaluation's) on which the run in ``folder`` differs from
+    ``cfg``: ``{key: (saved, asked)}``, empty when it has none or no config yet."""
+    saved = folder / "config.json"
+    if not saved.exists():
+        return {}
+    diff = config_diff(json.loads(saved.read_text()), cfg)
+    return {k: v for k, v in diff.items() if k not in FINAL_KEYS}
 
 
 def train_run(name: str, profile: str, _progress: str | None = None, **overrides) -> list[dict]:
@@ -71,6 +83,8 @@ def train_run(name: str, profile: str, _progress: str | None = None, **overrides
         if state != "done":
             raise RuntimeError(f"run {name!r} is not finished: run `python -m awp_lib book-runs "
                                f"--profile {profile}` first (make book does)")
+    elif _trained_otherwise(run_dir(profile, name), cfg):  # the run list changed: kept aside, trained again
+        set_aside(run_dir(profile, name), "other-config")
     # a page reading a finished run prints nothing; a run that trains prints one line per epoch
     quiet = profile == "smoke" or os.environ.get("AWP_BOOK_RUNS") == "read"
     progress = _progress or ("none" if quiet else "line")
