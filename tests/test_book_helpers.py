@@ -55,3 +55,48 @@ def test_figure_slider_links_slider_and_stack():
     assert "awp-slider" in slider._dom_classes and "awp-stack" in stack._dom_classes
     assert len(stack.children) == 2 and stack.selected_index == 0 and list(slider.options) == ["0.0", "0.1"]
     assert stack.children[0].value != stack.children[1].value
+
+
+def test_check_attacks_names_the_model_and_the_broken_order():
+    fine = {"natural": 0.8, "fgsm": 0.5, "pgd20": 0.4, "pgd100": 0.39, "cw": 0.38,
+            "aa_subset_natural": 0.75, "aa_subset_pgd100": 0.4, "autoattack": 0.37, "seconds_battery": 9.0}
+    book.check_attacks({"m": fine}, ordered=True)
+    with pytest.raises(AssertionError, match=r"m: pgd100 above pgd20"):
+        book.check_attacks({"m": {**fine, "pgd100": 0.45}}, ordered=True)
+    book.check_attacks({"m": {**fine, "pgd100": 0.45}})  # the order is checked only when asked
+    with pytest.raises(AssertionError, match=r"last: autoattack above natural"):
+        book.check_attacks({"last": {**fine, "autoattack": 0.8}})  # above the subset's natural 0.75
+    with pytest.raises(AssertionError, match=r"fgsm = 1.5 is not an accuracy"):
+        book.check_attacks({"best": {**fine, "fgsm": 1.5}})
+
+
+def test_check_metrics_counts_epochs():
+    rows = [{"epoch": 1, "train_loss": 2.0}]
+    book.check_metrics({"r": rows}, epochs=1)
+    with pytest.raises(AssertionError, match="r: 1 epochs recorded, 2 expected"):
+        book.check_metrics({"r": rows}, epochs=2)
+
+
+def test_beside_paper_one_run_and_the_papers_row():
+    from awp_lib.book import report
+    from awp_lib.config import make_config
+    summary = {"best_test_robust": 0.5, "last_test_robust": 0.45, "best_test_natural": 0.8,
+               "last_test_natural": 0.81}
+    paper_cfg = make_config("paper", awp_gamma=0.01).to_dict()   # CIFAR-10, L-inf, AT-AWP
+    grid = report.beside_paper(paper_cfg, summary)
+    assert grid["robust best"] == {"ours (this run, %)": 50.0, "paper (%)": "55.39 ± 0.39"}
+    assert grid["natural last"]["ours (this run, %)"] == 81.0
+    cpu = report.beside_paper(make_config("cpu").to_dict(), summary)  # no paper row: a dash
+    assert {v["paper (%)"] for v in cpu.values()} == {"—"}
+
+
+def test_show_source_shows_one_block(monkeypatch):
+    from awp_lib import train
+    from awp_lib.book import plots
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj.data))
+    plots.show_source(train.train_step, "if awp is not None:")
+    assert shown[0].startswith("if awp is not None:") and "awp.perturb" in shown[0]
+    assert "opt.step()" not in shown[0]
+    with pytest.raises(ValueError, match="'no such line' is not in the source of train_step"):
+        plots.show_source(train.train_step, "no such line")

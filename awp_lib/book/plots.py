@@ -3,6 +3,7 @@ precomputed figures that work in the static HTML, and the real source of library
 from __future__ import annotations
 
 import inspect
+import textwrap
 import io
 
 from .summaries import best_last, decay_epochs, late_stage_start, stack
@@ -109,7 +110,22 @@ def figure_slider(figures: dict, description: str, readout=str):
     return widgets.VBox([widgets.HBox([widgets.HTML(f"<b>{description}</b>&nbsp;"), slider]), stack])
 
 
-def show_source(obj) -> None:
-    """Display the real source of an ``awp_lib`` object (never a copy that could drift)."""
+def show_source(obj, first: str | None = None, more: int = 0) -> None:
+    """Display the real source of an ``awp_lib`` object (never a copy that could drift); with
+    ``first``, only the statement on the line holding it and its block (and ``more`` lines)."""
     from IPython.display import Code, display  # optional dependency (the pages)
-    display(Code(inspect.getsource(obj), language="python"))
+    text = inspect.getsource(obj)
+    if first is not None:
+        lines = text.splitlines()
+        hits = [k for k, line in enumerate(lines) if first in line]
+        if not hits:
+            raise ValueError(f"{first!r} is not in the source of {getattr(obj, '__qualname__', obj)}")
+        i = hits[0]
+        indent = len(lines[i]) - len(lines[i].lstrip())
+        j = i + 1
+        while j < len(lines) and (not lines[j].strip() or len(lines[j]) - len(lines[j].lstrip()) > indent):
+            j += 1
+        if j < len(lines) and lines[j].strip()[:1] in ")]}":  # the closing bracket of a literal
+            j += 1
+        text = textwrap.dedent("\n".join(lines[i:j + more]).rstrip())
+    display(Code(text, language="python"))

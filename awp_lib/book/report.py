@@ -116,6 +116,16 @@ def fmt(ms: tuple[float, float]) -> str:
     return f"{m:.2f} ± {s:.2f}" if s == s else f"{m:.2f}"
 
 
+def beside_paper(cfg: dict, summary: dict) -> dict:
+    """One run's four columns (%, from :func:`awp_lib.book.best_last`) beside the paper's row for
+    its dataset, threat model and method (``—`` where the paper has none): ``{column: {...}}``."""
+    paper = PAPER.get((cfg["dataset"], cfg["norm"], method_label(cfg)))
+    keys = ("best_test_robust", "last_test_robust", "best_test_natural", "last_test_natural")
+    return {c.replace("_", " "): {"ours (this run, %)": round(100 * summary[k], 2),
+                                  "paper (%)": fmt(paper[i]) if paper else "—"}
+            for i, (c, k) in enumerate(zip(COLUMNS, keys))}
+
+
 def runs_table(rows: list[dict]) -> list[dict]:
     """:func:`aggregate`'s rows as a table of our runs, one line per experiment: dataset, norm,
     method, γ, model, number of seeds, the four columns and the last gap as mean ± std."""

@@ -20,8 +20,9 @@ from ..train import FINAL_KEYS, TrainingStuck, final_done, final_test_images, st
 from . import runlist
 
 
-def run_dir(profile: str, name: str) -> Path:
-    return project_root() / "runs" / profile / name
+def run_dir(profile: str, name: str, root: str | os.PathLike | None = None) -> Path:
+    """``<root>/<profile>/<name>``; ``root`` defaults to the project's ``runs/``."""
+    return Path(root or project_root() / "runs") / profile / name
 
 
 def run_state(profile: str, name: str, overrides: dict | None = None) -> str:
@@ -61,8 +62,10 @@ def _trained_otherwise(folder: Path, cfg) -> dict:
     return {k: v for k, v in diff.items() if k not in FINAL_KEYS}
 
 
-def train_run(name: str, profile: str, _progress: str | None = None, **overrides) -> list[dict]:
-    """Train (or resume, or just load) the run ``runs/<profile>/<name>``; returns its metrics.
+def train_run(name: str, profile: str, _progress: str | None = None, _root: str | None = None,
+              **overrides) -> list[dict]:
+    """Train (or resume, or just load) the run ``runs/<profile>/<name>`` (``_root``: another folder
+    of ``<profile>/<run>`` folders, as a suite's); returns its metrics.
 
     A finished run with the same config is read back, not recomputed, so chapters share runs.
     With ``AWP_BOOK_RUNS=read`` (the book build, after ``python -m awp_lib book-runs``) a run
@@ -83,12 +86,13 @@ def train_run(name: str, profile: str, _progress: str | None = None, **overrides
         if state != "done":
             raise RuntimeError(f"run {name!r} is not finished: run `python -m awp_lib book-runs "
                                f"--profile {profile}` first (make book does)")
-    elif _trained_otherwise(run_dir(profile, name), cfg):  # the run list changed: kept aside, trained again
-        set_aside(run_dir(profile, name), "other-config")
+    folder = run_dir(profile, name, _root)
+    if os.environ.get("AWP_BOOK_RUNS") != "read" and _trained_otherwise(folder, cfg):
+        set_aside(folder, "other-config")  # the run list changed: kept aside, trained again
     # a page reading a finished run prints nothing; a run that trains prints one line per epoch
     quiet = profile == "smoke" or os.environ.get("AWP_BOOK_RUNS") == "read"
     progress = _progress or ("none" if quiet else "line")
-    return train(cfg, run_dir(profile, name), progress=progress)
+    return train(cfg, folder, progress=progress)
 
 
 def stuck_run(name: str, profile: str, **overrides) -> tuple[list[dict], str | None]:
@@ -111,9 +115,20 @@ def stuck_run(name: str, profile: str, **overrides) -> tuple[list[dict], str | N
     return rows, (None if why is None else f"stuck at chance at epoch {rows[-1]['epoch']}: {why}")
 
 
-def load_run_model(name: str, profile: str, which: str = "last"):
-    """The model of run ``runs/<profile>/<name>`` at checkpoint ``which`` (``last``, ``best`` or ``epochN``)."""
-    return load_checkpoint_model(run_dir(profile, name) / "checkpoints" / f"{which}.pt")[0]
+def pseudo_labels(profile: str, name: str):
+    """The pseudo-labels of the unlabelled pool that the RST run ``name`` trained with (it made
+    them with its standard labeller and kept them in its folder)."""
+    path = run_dir(profile, name) / "pseudo_labels.pt"
+    if not path.exists():
+        raise RuntimeError(f"run {name!r} has no pseudo-labels ({path}): train it first, "
+                           f"python -m awp_lib book-runs --profile {profile} --only {name}")
+    return load_torch(path)
+
+
+def load_run_model(name: str, profile: str, which: str = "last", root: str | None = None):
+    """The model of run ``runs/<profile>/<name>`` (under ``root`` if given) at checkpoint ``which``
+    (``last``, ``best`` or ``epochN``)."""
+    return load_checkpoint_model(run_dir(profile, name, root) / "checkpoints" / f"{which}.pt")[0]
 
 
 def run_record(profile: str, name: str) -> dict:
