@@ -84,8 +84,9 @@ def test_beside_paper_one_run_and_the_papers_row():
                "last_test_natural": 0.81}
     paper_cfg = make_config("paper", awp_gamma=0.01).to_dict()   # CIFAR-10, L-inf, AT-AWP
     grid = report.beside_paper(paper_cfg, summary)
-    assert grid["robust best"] == {"ours (this run, %)": 50.0, "paper (%)": "55.39 ± 0.39"}
-    assert grid["natural last"]["ours (this run, %)"] == 81.0
+    assert grid["robust, best"] == {"ours (this run, %)": 50.0, "paper (%)": "55.39 ± 0.39"}
+    assert grid["natural, last"]["ours (this run, %)"] == 81.0
+    assert report.paper_numbers("cifar10", "linf", "AT", ("drop", "last_gap")) == ["8.35", "—"]
     cpu = report.beside_paper(make_config("cpu").to_dict(), summary)  # no paper row: a dash
     assert {v["paper (%)"] for v in cpu.values()} == {"—"}
 

@@ -116,14 +116,34 @@ def fmt(ms: tuple[float, float]) -> str:
     return f"{m:.2f} ± {s:.2f}" if s == s else f"{m:.2f}"
 
 
+# A run's headline keys (awp_lib.book.best_last) in the order of the paper's columns, and their names.
+HEADLINE = ("best_test_robust", "last_test_robust", "best_test_natural", "last_test_natural")
+ROW_NAMES = {"best_test_robust": "robust, best", "last_test_robust": "robust, last",
+             "best_test_natural": "natural, best", "last_test_natural": "natural, last",
+             "drop": "drop (best - last)"}
+
+
+def paper_numbers(dataset: str, norm: str, method: str, keys=HEADLINE) -> list[str]:
+    """The paper's mean ± std (%) for each headline key of ``keys`` (``drop``: the difference of
+    its means); ``—`` where the paper has no row for the experiment or does not report the key."""
+    row = PAPER.get((dataset, norm, method))
+    out = []
+    for k in keys:
+        if row is not None and k in HEADLINE:
+            out.append(fmt(row[HEADLINE.index(k)]))
+        elif row is not None and k == "drop":
+            out.append(f"{row[0][0] - row[1][0]:.2f}")
+        else:
+            out.append("—")
+    return out
+
+
 def beside_paper(cfg: dict, summary: dict) -> dict:
-    """One run's four columns (%, from :func:`awp_lib.book.best_last`) beside the paper's row for
-    its dataset, threat model and method (``—`` where the paper has none): ``{column: {...}}``."""
-    paper = PAPER.get((cfg["dataset"], cfg["norm"], method_label(cfg)))
-    keys = ("best_test_robust", "last_test_robust", "best_test_natural", "last_test_natural")
-    return {c.replace("_", " "): {"ours (this run, %)": round(100 * summary[k], 2),
-                                  "paper (%)": fmt(paper[i]) if paper else "—"}
-            for i, (c, k) in enumerate(zip(COLUMNS, keys))}
+    """One run's headline numbers (%, from :func:`awp_lib.book.best_last`) beside the paper's for
+    its dataset, threat model and method: ``{row name: {"ours ...": ..., "paper (%)": ...}}``."""
+    paper = paper_numbers(cfg["dataset"], cfg["norm"], method_label(cfg))
+    return {ROW_NAMES[k]: {"ours (this run, %)": round(100 * summary[k], 2), "paper (%)": p}
+            for k, p in zip(HEADLINE, paper)}
 
 
 def runs_table(rows: list[dict]) -> list[dict]:

@@ -9,7 +9,7 @@ import statistics
 import numpy as np
 import torch
 
-from .. import data
+from .. import data, landscape
 from ..checkpoints import load_run_model
 from ..config import load_saved, resolve_device
 from ..train import robust_accuracy
@@ -199,3 +199,24 @@ def monitor_agreement(profile: str, name: str, steps: int = 20) -> dict:
             "strong_attack": f"PGD-{steps}", "monitor_pick": pick_w, "strong_pick": pick_s,
             "same_pick": pick_w == pick_s, "spearman": spearman,
             "strong_at_monitor_pick": strong[pick_w], "strong_best": strong[pick_s]}
+
+
+class RunFlatness:
+    """Flatness (:func:`awp_lib.landscape.flatness`) of the book's runs' checkpoints under one
+    setting (``settings``: a chapter's ``flatness`` entry of ``configs/chapters.yaml``), on the
+    images ``data`` and the threat model of ``cfg``; each checkpoint is measured once.
+    ``flat(name, which)`` returns ``{"rho": ..., "average": ..., "worst": ...}``."""
+
+    def __init__(self, profile: str, settings: dict, data: tuple, cfg, device):
+        self.profile, self.s, self.data, self.cfg, self.device = profile, settings, data, cfg, device
+        self.measured: dict[tuple[str, str], dict] = {}
+
+    def __call__(self, name: str, which: str = "last") -> dict:
+        if (name, which) not in self.measured:
+            s, cfg = self.s, self.cfg
+            model = load_run_model(run_dir(self.profile, name) / "checkpoints" / f"{which}.pt")[0]
+            self.measured[name, which] = landscape.flatness(
+                model.to(self.device), self.data, alpha0=s["alpha0"], k=s["k"], gamma=s["gamma"],
+                awp_steps=s["awp_steps"], seed=0, eps=cfg.eps, attack_alpha=cfg.alpha,
+                attack_steps=s["attack_steps"], norm=cfg.norm, n=s["n"])
+        return self.measured[name, which]
