@@ -20,12 +20,13 @@ from ..data import project_root
 from .plots import COLORS, SPLIT_STYLES, color_of, fig_png, figure_slider, plot_band, plot_curves, show_source
 from .results import check_profile, load_results, save_results, settings
 from .store import load_run_model, pseudo_labels, run_dir, run_record, run_state, stuck_run, train_run
-from .summaries import (at_epoch, attacks_of, best_last, check_attacks, check_metrics, decay_epochs, final_numbers, gap_at,
-                        late_stage_start, mean_std, monitor_agreement, paired, RunFlatness, stack, summarize)
+from .summaries import (RunFlatness, after_decay, at_epoch, attacks_of, best_last, check_attacks,
+                        check_metrics, decay_epochs, final_numbers, gap_at, late_stage_start, mean_std,
+                        monitor_agreement, paired, stack, summarize)
 
 __all__ = ["project_root", "COLORS", "SPLIT_STYLES", "color_of", "fig_png", "figure_slider", "plot_band",
            "plot_curves", "show_source", "check_profile", "load_results", "save_results", "settings",
-           "load_run_model", "pseudo_labels", "run_dir", "run_record", "run_state", "stuck_run", "train_run", "at_epoch",
-           "attacks_of", "best_last", "check_attacks", "check_metrics", "decay_epochs", "final_numbers", "gap_at",
-           "late_stage_start", "mean_std", "monitor_agreement", "paired", "RunFlatness", "stack",
-           "summarize"]
+           "load_run_model", "pseudo_labels", "run_dir", "run_record", "run_state", "stuck_run", "train_run",
+           "RunFlatness", "after_decay", "at_epoch", "attacks_of", "best_last", "check_attacks",
+           "check_metrics", "decay_epochs", "final_numbers", "gap_at", "late_stage_start", "mean_std",
+           "monitor_agreement", "paired", "stack", "summarize"]

@@ -49,6 +49,11 @@ def scale_of(key: str) -> tuple[float, int]:
     return (1, 3) if key.endswith("_loss") else (100, 1)
 
 
+def pts(fraction: float, digits: int = 1) -> str:
+    """An accuracy, gap or drop (a fraction) in points: ``0.1234`` -> ``"12.3"``."""
+    return f"{100 * fraction:.{digits}f}"
+
+
 def pm(summary: dict, key: str, scale: float | None = None, digits: int | None = None) -> str:
     """``mean ± standard error`` of ``key`` in a :func:`awp_lib.book.summarize` result (times
     ``scale``, by default :func:`scale_of`); the mean alone for one seed."""

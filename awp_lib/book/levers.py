@@ -24,7 +24,7 @@ from ..io import save_text
 from ..validate import check_choice
 from .build import train_runs
 from .store import run_dir
-from .summaries import decay_epochs, mean_std
+from .summaries import after_decay, at_epoch, mean_std
 
 # name: (overrides of the cpu preset, what changes)
 SETTINGS = {
@@ -57,12 +57,11 @@ def run_levers(rows: list[dict]) -> dict:
     drop, and train robust accuracy at the first decay and at the end (the monitor's, at w)."""
     ev = [r for r in rows if "val_robust" in r]
     best = max(ev, key=lambda r: r["val_robust"])
-    decay = (decay_epochs(rows) or [rows[-1]["epoch"]])[0]
-    at_decay = [r for r in ev if r["epoch"] <= decay][-1]
+    decay = after_decay(rows)
     return {"best_epoch": best["epoch"], "best_val_robust": best["val_robust"], "last_val_robust": ev[-1]["val_robust"],
-            "val_drop": best["val_robust"] - ev[-1]["val_robust"], "train_robust_at_decay": at_decay["train_robust"],
-            "train_robust_end": ev[-1]["train_robust"],
-            "train_robust_rise": ev[-1]["train_robust"] - at_decay["train_robust"],
+            "val_drop": best["val_robust"] - ev[-1]["val_robust"],
+            "train_robust_at_decay": at_epoch(rows, decay["decay_epoch"], "train_robust"),
+            "train_robust_end": ev[-1]["train_robust"], "train_robust_rise": decay["train_rise"],
             "minutes": sum(r["time_total"] for r in rows) / 60}
 
 

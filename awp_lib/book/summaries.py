@@ -94,6 +94,16 @@ def gap_at(rows: list[dict], epoch: int) -> float:
     return at_epoch(rows, epoch, "gap")
 
 
+def after_decay(rows: list[dict]) -> dict:
+    """The monitor's numbers at the first learning-rate decay and at the end (the same attack at
+    both epochs): ``decay_epoch``, ``gap_at_decay``, ``gap_at_end`` and ``train_rise`` (train
+    robust accuracy at the end minus at the decay, at w)."""
+    end = rows[-1]["epoch"]
+    decay = (decay_epochs(rows) or [end])[0]
+    return {"decay_epoch": decay, "gap_at_decay": gap_at(rows, decay), "gap_at_end": gap_at(rows, end),
+            "train_rise": at_epoch(rows, end, "train_robust") - at_epoch(rows, decay, "train_robust")}
+
+
 def late_stage_start(rows: list[dict], threshold: float = 0.10):
     """First evaluated epoch whose robust generalization gap exceeds ``threshold`` (Appendix C), or None."""
     return next((r["epoch"] for r in rows if "gap" in r and r["gap"] > threshold), None)
