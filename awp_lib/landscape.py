@@ -106,6 +106,24 @@ def robust_losses(model, batches, eps: float, alpha: float, steps: int, norm: st
     return torch.cat(out)
 
 
+def symmetric_grid(a_max: float, points: int) -> list[float]:
+    """``points`` values (made odd, at least 3) evenly spaced on [-a_max, a_max], the middle one
+    exactly 0: the α grid of a landscape."""
+    m = max(3, points + (points % 2 == 0))
+    return [0.0 if 2 * i == m - 1 else a_max * (2 * i / (m - 1) - 1) for i in range(m)]
+
+
+def snapshot(model) -> dict:
+    """A copy of the model's state (parameters and buffers), for :func:`unchanged`."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def unchanged(model, before: dict) -> bool:
+    """Whether the model's state is bit-identical to the :func:`snapshot` ``before``: a
+    landscape moves the weights and must put them back exactly."""
+    return all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def _check_grid(name, values):
     vals = list(values)
     if len(vals) < 1 or any(not math.isfinite(v) for v in vals):
@@ -135,6 +153,23 @@ def _batches(data, n: int | None, batch_size: int):
     return out
 
 
+def _attack_seed(seed: int, j: int) -> int:
+    """The seed of the attack at the ``j``-th α of a 1-D landscape (the same for every direction)."""
+    return seed * 7919 + j
+
+
+def robust_loss(model, data, alpha_index: int = 0, seed: int = 0, eps: float = 0.1,
+                attack_alpha: float | None = None, attack_steps: int = 10, norm: str = "linf",
+                n: int | None = 1000, batch_size: int = 500) -> float:
+    """ρ(w): the mean robust loss at the model's weights as :func:`landscape_1d` measures its point
+    of index ``alpha_index`` (the same examples, batches and attack seed), so that at α = 0 the
+    two agree to rounding."""
+    attack_alpha = default_alpha(eps, norm) if attack_alpha is None else attack_alpha
+    batches = _batches(data, n, batch_size)
+    return robust_losses(model, batches, eps, attack_alpha, attack_steps, norm,
+                         seed=_attack_seed(seed, alpha_index)).mean().item()
+
+
 def landscape_1d(model, data, alphas, k: int = 1, seed: int = 0, eps: float = 0.1, attack_alpha: float | None = None,
                  attack_steps: int = 10, norm: str = "linf", n: int | None = 1000, batch_size: int = 500,
                  include_bn: bool = False, progress: bool = False) -> dict:
@@ -157,7 +192,7 @@ def landscape_1d(model, data, alphas, k: int = 1, seed: int = 0, eps: float = 0.
         with moved(model, [d]) as go:
             for j, a in enumerate(alphas):
                 go([a])
-                ls = robust_losses(model, batches, eps, attack_alpha, attack_steps, norm, seed=seed * 7919 + j)
+                ls = robust_losses(model, batches, eps, attack_alpha, attack_steps, norm, seed=_attack_seed(seed, j))
                 loss[i, j], stderr[i, j] = ls.mean(), ls.std() / math.sqrt(len(ls))
                 if bar:
                     bar.update(1)

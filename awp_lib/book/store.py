@@ -125,10 +125,25 @@ def pseudo_labels(profile: str, name: str):
     return load_torch(path)
 
 
-def load_run_model(name: str, profile: str, which: str = "last", root: str | None = None):
-    """The model of run ``runs/<profile>/<name>`` (under ``root`` if given) at checkpoint ``which``
-    (``last``, ``best`` or ``epochN``)."""
-    return load_checkpoint_model(run_dir(profile, name, root) / "checkpoints" / f"{which}.pt")[0]
+def saved_epochs(profile: str, name: str) -> list[int]:
+    """The epochs whose checkpoints run ``name`` keeps (``epochN.pt``: ten evenly spaced)."""
+    folder = run_dir(profile, name) / "checkpoints"
+    return sorted(int(p.stem[len("epoch"):]) for p in folder.glob("epoch*.pt"))
+
+
+def load_run_model(name: str, profile: str, which: str | int = "last", root: str | None = None):
+    """The model of run ``runs/<profile>/<name>`` (under ``root`` if given) at checkpoint ``which``:
+    ``last``, ``best``, ``epochN``, or an epoch number (its ``epochN.pt``, else ``last`` or ``best``
+    if it is theirs), in eval mode."""
+    folder = run_dir(profile, name, root) / "checkpoints"
+    if isinstance(which, int):
+        kept = [f"epoch{which}", "last", "best"]
+        which = next((k for k in kept if (folder / f"{k}.pt").exists()
+                      and (k.startswith("epoch") or load_torch(folder / f"{k}.pt")["epoch"] == which)), None)
+        if which is None:
+            raise ValueError(f"run {name!r} keeps no checkpoint of epoch {kept[0][5:]}: "
+                             f"epochs {saved_epochs(profile, name)}, last and best")
+    return load_checkpoint_model(folder / f"{which}.pt")[0].eval()
 
 
 def run_record(profile: str, name: str) -> dict:

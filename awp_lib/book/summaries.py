@@ -13,7 +13,7 @@ from .. import data, landscape
 from ..checkpoints import load_run_model
 from ..config import load_saved, resolve_device
 from ..train import robust_accuracy
-from .store import run_dir
+from .store import run_dir, saved_epochs
 
 
 def best_last(rows: list[dict]) -> dict:
@@ -182,8 +182,7 @@ def monitor_agreement(profile: str, name: str, steps: int = 20) -> dict:
     d = run_dir(profile, name)
     cfg = load_saved(d / "config.json")
     rows = {r["epoch"]: r for r in json.loads((d / "metrics.json").read_text()) if "val_robust" in r}
-    saved = sorted(int(p.stem[5:]) for p in (d / "checkpoints").glob("epoch*.pt"))
-    epochs = [e for e in saved if e in rows]
+    epochs = [e for e in saved_epochs(profile, name) if e in rows]
     if len(epochs) < 2:
         raise ValueError(f"{name}: {len(epochs)} saved checkpoint(s) the monitor evaluated; need 2 or more")
     device = resolve_device(cfg.device)
@@ -230,3 +229,43 @@ class RunFlatness:
                 awp_steps=s["awp_steps"], seed=0, eps=cfg.eps, attack_alpha=cfg.alpha,
                 attack_steps=s["attack_steps"], norm=cfg.norm, n=s["n"])
         return self.measured[name, which]
+
+
+def correlation(a, b, method: str = "pearson") -> float:
+    """Pearson or Spearman correlation of two sequences; NaN for fewer than 3 points or a constant one."""
+    import pandas as pd  # optional dependency (the pages)
+    a, b = pd.Series(list(a), dtype=float), pd.Series(list(b), dtype=float)
+    return a.corr(b, method=method) if len(a) >= 3 and a.std() > 0 and b.std() > 0 else float("nan")
+
+
+def landscape_checkpoints(rows: list[dict], saved: list[int], schedule: str) -> dict:
+    """Chapter 3's checkpoints of one run: the saved one before the split (the first lr decay of a
+    piecewise schedule, else the late stage where the gap passes 10 points, else the middle of
+    training), one 40 % of the way from the split to the end, best and last. Returns ``split``,
+    ``split_what``, ``decay`` (the first epoch at the lower rate), ``selected`` (``{epoch:
+    [roles]}``, in order: a checkpoint with two roles is measured once), ``role_epoch`` and
+    ``labels`` (``{epoch: "epoch 20 (before the first lr decay)"}``)."""
+    last, best = rows[-1]["epoch"], best_last(rows)["best_epoch"]
+    decays = decay_epochs(rows)
+    decay = decays[0] + 1 if decays else None
+    late = late_stage_start(rows)
+    if schedule == "piecewise" and decay:
+        split, split_what = decay, "first lr decay"
+    else:
+        split = late or max(1, last // 2)
+        split_what = "late stage (gap > 10 points)" if late else "middle of training"
+    pre = max([e for e in saved if e < split] or [min(saved + [best, last])])
+    after = [e for e in saved if e >= split and e != last]
+    mid = min(after, key=lambda e: abs(e - (split + 0.4 * (last - split)))) if after else None
+    selected: dict[int, list[str]] = {}
+    for role, e in (("pre", pre), ("mid", mid), ("best", best), ("last", last)):
+        if e is not None:
+            selected.setdefault(e, []).append(role)
+    selected = dict(sorted(selected.items()))
+    text = {"pre": f"before the {split_what}", "mid": f"after the {split_what}",
+            "best": "best (validation)", "last": "last"}
+    return {"split": split, "split_what": split_what, "decay": decay, "selected": selected,
+            "role_epoch": {role: e for e, roles in selected.items() for role in roles},
+            "roles": {e: ", ".join(text[r] for r in roles) for e, roles in selected.items()},
+            "labels": {e: f"epoch {e} (" + ", ".join(text[r] for r in roles) + ")"
+                       for e, roles in selected.items()}}
