@@ -24,6 +24,14 @@ from .validate import check_choice  # noqa: F401 (data.check_choice: its old hom
 
 DATASETS = ("fashion-mnist", "cifar10", "cifar100", "svhn")
 NUM_CLASSES = {"fashion-mnist": 10, "cifar10": 10, "cifar100": 100, "svhn": 10}
+# The class names of the datasets whose pictures the book shows (index = label).
+CLASS_NAMES = {
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                "truck"),
+    "svhn": tuple(str(d) for d in range(10)),
+}
 SHAPES = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32), "svhn": (3, 32, 32)}
 # Per-channel mean/std of the training sets, used by the Normalize layer inside each model.
 MEAN_STD = {

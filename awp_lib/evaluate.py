@@ -48,6 +48,12 @@ def autoattack(model, x, y, eps: float, norm: str = "linf", batch_size: int = 25
 
 
 @torch.no_grad()
+@torch.no_grad()
+def predict(model, x) -> torch.Tensor:
+    """The model's predicted labels for the inputs ``x`` (no gradient)."""
+    return model(x).argmax(1)
+
+
 def _correct(model, x, y) -> int:
     return (model(x).argmax(1) == y).sum().item()
 
