@@ -50,6 +50,8 @@ def test_aggregate_separates_configs_and_counts_copies_once(tmp_path):
     assert rows["AT"]["seeds"] == [0] and math.isclose(rows["AT"]["robust_last"][0], 40.0)
     assert math.isclose(rows["AT (cosine)"]["robust_last"][0], 20.0)
     assert [s["run"] for s in report.collect(tmp_path, names=["at-cosine-s0", "missing"])] == ["at-cosine-s0"]
+    # a demonstration run (chapter 4's collapse) is not an experiment of the report
+    assert {s["run"] for s in report.collect(tmp_path, skip={"at-cosine-s0"})} == {"at-s0", "at-s0-copy"}
 
 
 def test_runs_table_and_the_paper_grid(tmp_path):

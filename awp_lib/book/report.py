@@ -82,13 +82,15 @@ def run_summary(folder: Path) -> dict | None:
             "experiment": json.dumps({k: v for k, v in sorted(cfg.items()) if k not in NOT_GROUPED})}
 
 
-def collect(runs_root: Path, names=None) -> list[dict]:
-    """Summaries of every finished run under ``runs_root`` (one level of run folders), or of ``names`` only."""
+def collect(runs_root: Path, names=None, skip=()) -> list[dict]:
+    """Summaries of every finished run under ``runs_root`` (one level of run folders), or of
+    ``names`` only; the runs named in ``skip`` (e.g. :func:`runlist.expected_stuck`, runs that
+    demonstrate a collapse, not an experiment) are left out."""
     root = Path(runs_root)
     if not root.exists():
         return []
     folders = sorted(root.iterdir()) if names is None else [root / n for n in names]
-    return [s for f in folders if f.is_dir() and (s := run_summary(f)) is not None]
+    return [s for f in folders if f.is_dir() and f.name not in skip and (s := run_summary(f)) is not None]
 
 
 def aggregate(summaries: list[dict]) -> list[dict]:
