@@ -156,3 +156,15 @@ def test_compiled_step_is_the_eager_step(batch, method):
     assert (comp["weights"] - eager["weights"]).norm() < 0.25 * eager["weight_diff"]
     assert comp["weight_diff"] == pytest.approx(eager["weight_diff"], rel=0.05)
     assert config.make_config("cpu").compile    # the profile this guards
+
+
+def test_compile_falls_back_to_eager_without_a_compiler(monkeypatch):
+    """A reader's CPU without the C++ compiler the inductor needs trains eagerly, with a warning
+    naming the compiler; with one, the model is compiled."""
+    from awp_lib import models, precision
+    model = models.build_model("smallcnn", "fashion-mnist", 8)
+    monkeypatch.setattr(precision.shutil, "which", lambda name: None)
+    with pytest.warns(UserWarning, match="no C\\+\\+ compiler .* was found for torch.compile"):
+        assert precision.compiled(model) is model
+    monkeypatch.setattr(precision.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert precision.compiled(model) is not model
