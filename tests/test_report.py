@@ -68,3 +68,20 @@ def test_runs_table_and_the_paper_grid(tmp_path):
     cifar = grid[("cifar10", "linf", "AT-AWP")]
     assert cifar["ours: robust last"] == "absent" and cifar["paper: robust last"] == "54.73 ± 0.16"
     assert ("cifar10", "linf", "AT+L2") not in grid   # a method not asked for
+    assert [t["experiment"] for t in table] == ["at", "awp"] and table[0]["γ"] == "—"
+
+
+def test_the_grid_takes_the_tables_gamma_before_the_most_seeds(tmp_path):
+    write_run(tmp_path, "awp0.01-s0", 0, 0.01, [0.30, 0.52, 0.50, 0.50])
+    write_run(tmp_path, "awp0.01-s1", 1, 0.01, [0.30, 0.52, 0.50, 0.48])
+    write_run(tmp_path, "awp0.005-s0", 0, 0.005, [0.30, 0.52, 0.50, 0.44])
+    rows = report.aggregate(report.collect(tmp_path))
+
+    def cell(**kw):
+        grid = report.paper_grid(rows, **kw)
+        return next(g for g in grid if g["dataset"] == "fashion-mnist" and g["method"] == "AT-AWP")
+
+    assert cell()["ours: γ, seeds"] == "0.01, 2"                    # the most seeds
+    assert cell(gamma=5e-3)["ours: γ, seeds"] == "0.005, 1"         # the table's γ
+    assert cell(gamma=5e-3)["ours: robust last"] == "44.00"
+    assert cell(gamma=0.02)["ours: γ, seeds"] == "0.01, 2"          # none at that γ: most seeds

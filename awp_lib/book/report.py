@@ -7,6 +7,7 @@ Tables 3-5 (best and last robust and natural accuracy).
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from pathlib import Path
 from types import SimpleNamespace
@@ -148,22 +149,50 @@ def beside_paper(cfg: dict, summary: dict) -> dict:
             for k, p in zip(HEADLINE, paper)}
 
 
+def summary_table(summary: dict) -> dict:
+    """A run's :func:`awp_lib.book.best_last` numbers under readable names, in their units:
+    epochs as counts, robust losses as they are (3 decimals), accuracies, gaps, drops and the
+    loss rise in per cent (2 decimals). The ``max`` and ``min`` entries are the monitor's."""
+    out = {}
+    for k, v in summary.items():
+        name = k.replace("_", " ")
+        if "epoch" in k:
+            out[name] = int(v)
+        elif k.endswith("_loss"):
+            out[name] = round(float(v), 3)
+        else:
+            out[f"{name} (%)"] = round(100 * float(v), 2)
+    return out
+
+
+def experiment_name(run: str) -> str:
+    """A run folder's name without its seed: ``at-awp0.01-s3`` -> ``at-awp0.01``."""
+    return re.sub(r"-s\d+$", "", run)
+
+
 def runs_table(rows: list[dict]) -> list[dict]:
-    """:func:`aggregate`'s rows as a table of our runs, one line per experiment: dataset, norm,
-    method, γ, model, number of seeds, the four columns and the last gap as mean ± std."""
-    lines = [{"dataset": r["dataset"], "norm": r["norm"], "method": r["method"], "γ": r["gamma"] or "",
-              "model": r["model"], "seeds": len(r["seeds"]),
-              **{c.replace("_", " "): fmt(r[c]) for c in COLUMNS}, "gap (last)": fmt(r["gap_last"])}
-             for r in rows]
-    return sorted(lines, key=lambda x: (x["dataset"], x["norm"], x["method"], x["γ"] or 0))
+    """:func:`aggregate`'s rows as a table of our runs, one line per experiment: its name (the
+    run folder's without the seed), dataset, norm, method, γ (``—`` without AWP), model, number
+    of seeds, the four columns and the last gap as mean ± std."""
+    order = sorted(rows, key=lambda r: (r["dataset"], r["norm"], r["method"], r["gamma"] or 0,
+                                        experiment_name(r["runs"][0])))
+    return [{"experiment": experiment_name(r["runs"][0]), "dataset": r["dataset"], "norm": r["norm"],
+             "method": r["method"], "γ": r["gamma"] or "—", "model": r["model"], "seeds": len(r["seeds"]),
+             **{c.replace("_", " "): fmt(r[c]) for c in COLUMNS}, "gap (last)": fmt(r["gap_last"])}
+            for r in order]
 
 
-def paper_grid(rows: list[dict], methods=("AT", "AT-AWP")) -> list[dict]:
+def paper_grid(rows: list[dict], methods=("AT", "AT-AWP"), gamma: float | None = None) -> list[dict]:
     """The paper's grid (dataset × threat model × ``methods``) with ours beside the paper's: per
-    cell the experiment with the most seeds, ``absent`` where we have none, ``—`` where the paper
-    has none; cells that neither has are left out."""
+    cell the experiment at the table's AWP budget ``gamma`` if there is one, else the one with the
+    most seeds; ``absent`` where we have none, ``—`` where the paper has none; cells that neither
+    has are left out."""
+    def rank(r):  # the table's γ first, then the most seeds; the highest rank is kept, so it wins
+        return (gamma is not None and bool(r["gamma"]) and abs(r["gamma"] - gamma) < 1e-12,
+                len(r["seeds"]))
+
     have = {}
-    for r in sorted(rows, key=lambda r: len(r["seeds"])):   # the most seeds last, so it wins
+    for r in sorted(rows, key=rank):
         if r["method"] in methods:
             have[(r["dataset"], r["norm"], r["method"])] = r
     out = []
