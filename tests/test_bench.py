@@ -35,3 +35,22 @@ def test_makespan_schedules_longest_first_on_the_least_loaded_slot():
     assert bench.makespan([3, 3, 2, 2, 2], 2, efficiency=0.5) == 14
     assert bench.makespan([3, 3, 2, 2, 2], 8) == 3           # more slots than runs: the longest run
     assert bench.makespan([5, 1, 1, 1, 1, 1], 2) == 5
+
+
+def test_cpu_run_projects_with_the_jobs_speedup_measured_in_the_same_run(monkeypatch):
+    calls = []
+
+    def jobs(device, quick):
+        calls.append("jobs_speedup")
+        return {"efficiency": 0.9}
+
+    def cpu_run(device, quick, speed=None):
+        calls.append("cpu_run")
+        return {"speed": speed}
+
+    monkeypatch.setitem(bench.BENCHES, "jobs_speedup", jobs)
+    monkeypatch.setitem(bench.BENCHES, "cpu_run", cpu_run)
+    out = bench.run(["cpu_run", "jobs_speedup"])
+    assert calls == ["jobs_speedup", "cpu_run"]  # measured once, then reused
+    assert out["cpu_run"]["speed"] == {"efficiency": 0.9}
+    assert bench.run(["cpu_run"])["cpu_run"]["speed"] is None  # alone: cpu_run measures it
