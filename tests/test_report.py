@@ -85,3 +85,13 @@ def test_the_grid_takes_the_tables_gamma_before_the_most_seeds(tmp_path):
     assert cell(gamma=5e-3)["ours: γ, seeds"] == "0.005, 1"         # the table's γ
     assert cell(gamma=5e-3)["ours: robust last"] == "44.00"
     assert cell(gamma=0.02)["ours: γ, seeds"] == "0.01, 2"          # none at that γ: most seeds
+
+
+def test_grid_table_puts_ours_beside_the_papers_under_each_column(tmp_path):
+    write_run(tmp_path, "at-s0", 0, 0, [0.30, 0.50, 0.45, 0.40])
+    lines = report.paper_grid(report.aggregate(report.collect(tmp_path)))
+    table = report.grid_table(lines)
+    assert len(table) == len(lines) and "fashion-mnist, linf, AT" in table.index
+    assert table.loc["cifar10, linf, AT", ("robust last", "paper")] == "44.44 ± 0.39"
+    assert table.loc["fashion-mnist, linf, AT", ("robust last", "ours")] == "40.00"
+    assert table.loc["fashion-mnist, linf, AT", ("robust last", "paper")] == "—"

@@ -165,6 +165,18 @@ def summary_table(summary: dict) -> dict:
     return out
 
 
+def grid_table(lines: list[dict]):
+    """:func:`paper_grid`'s lines as a table for a page: one row per "dataset, norm, method", each
+    number under two header rows, the column's name over ``ours`` and ``paper``."""
+    import pandas as pd  # the CLI does not need it
+
+    frame = pd.DataFrame(lines)
+    frame.index = [f"{r['dataset']}, {r['norm']}, {r['method']}" for r in lines]
+    frame = frame.drop(columns=["dataset", "norm", "method"])
+    frame.columns = pd.MultiIndex.from_tuples([tuple(reversed(c.split(": ", 1))) for c in frame.columns])
+    return frame
+
+
 def experiment_name(run: str) -> str:
     """A run folder's name without its seed: ``at-awp0.01-s3`` -> ``at-awp0.01``."""
     return re.sub(r"-s\d+$", "", run)
