@@ -95,3 +95,11 @@ def test_grid_table_puts_ours_beside_the_papers_under_each_column(tmp_path):
     assert table.loc["cifar10, linf, AT", ("robust last", "paper")] == "44.44 ± 0.39"
     assert table.loc["fashion-mnist, linf, AT", ("robust last", "ours")] == "40.00"
     assert table.loc["fashion-mnist, linf, AT", ("robust last", "paper")] == "—"
+
+
+def test_summary_table_keeps_each_number_in_its_unit():
+    table = report.summary_table({"best_epoch": 35, "last_test_robust": 0.6381,
+                                  "best_test_robust_loss": 0.9303, "loss_rise": 0.151})
+    assert table == {"best epoch": 35, "last test robust (%)": 63.81,
+                     "best test robust loss": 0.93, "loss rise (%)": 15.1}
+    assert isinstance(table["best epoch"], int)
