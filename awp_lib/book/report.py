@@ -168,7 +168,7 @@ def summary_table(summary: dict) -> dict:
 def grid_table(lines: list[dict]):
     """:func:`paper_grid`'s lines as a table for a page: one row per "dataset, norm, method", each
     number under two header rows, the column's name over ``ours`` and ``paper``."""
-    import pandas as pd  # the CLI does not need it
+    import pandas as pd  # CLI start-up time
 
     frame = pd.DataFrame(lines)
     frame.index = [f"{r['dataset']}, {r['norm']}, {r['method']}" for r in lines]
