@@ -12,6 +12,7 @@ import statistics
 from pathlib import Path
 from types import SimpleNamespace
 
+from .claims import scale_of
 from .summaries import attacks_of, best_last
 
 # The paper's Tables 3-5 (PreActResNet-18, 5 runs, PGD-20 test robustness, %): (mean, std) for
@@ -156,12 +157,13 @@ def summary_table(summary: dict) -> dict:
     out = {}
     for k, v in summary.items():
         name = k.replace("_", " ")
+        scale = scale_of(k)[0]  # the claims' rule: losses as they are, the rest times 100
         if "epoch" in k:
             out[name] = int(v)
-        elif k.endswith("_loss"):
+        elif scale == 1:
             out[name] = round(float(v), 3)
         else:
-            out[f"{name} (%)"] = round(100 * float(v), 2)
+            out[f"{name} (%)"] = round(scale * float(v), 2)
     return out
 
 
@@ -186,12 +188,12 @@ def runs_table(rows: list[dict]) -> list[dict]:
     """:func:`aggregate`'s rows as a table of our runs, one line per experiment: its name (the
     run folder's without the seed), dataset, norm, method, γ (``—`` without AWP), model, number
     of seeds, the four columns and the last gap as mean ± std."""
-    order = sorted(rows, key=lambda r: (r["dataset"], r["norm"], r["method"], r["gamma"] or 0,
-                                        experiment_name(r["runs"][0])))
-    return [{"experiment": experiment_name(r["runs"][0]), "dataset": r["dataset"], "norm": r["norm"],
+    named = [(experiment_name(r["runs"][0]), r) for r in rows]
+    named.sort(key=lambda nr: (nr[1]["dataset"], nr[1]["norm"], nr[1]["method"], nr[1]["gamma"] or 0, nr[0]))
+    return [{"experiment": name, "dataset": r["dataset"], "norm": r["norm"],
              "method": r["method"], "γ": r["gamma"] or "—", "model": r["model"], "seeds": len(r["seeds"]),
              **{c.replace("_", " "): fmt(r[c]) for c in COLUMNS}, "gap (last)": fmt(r["gap_last"])}
-            for r in order]
+            for name, r in named]
 
 
 def paper_grid(rows: list[dict], methods=("AT", "AT-AWP"), gamma: float | None = None) -> list[dict]:
