@@ -103,3 +103,28 @@ def test_summary_table_keeps_each_number_in_its_unit():
     assert table == {"best epoch": 35, "last test robust (%)": 63.81,
                      "best test robust loss": 0.93, "loss rise (%)": 15.1}
     assert isinstance(table["best epoch"], int)
+
+
+def test_measured_on_names_the_attack_and_test_images_of_each_experiment(tmp_path):
+    write_run(tmp_path, "at-s0", 0, 0, [0.30, 0.50, 0.45, 0.40])
+    write_run(tmp_path, "awp-s0", 0, 0.01, [0.30, 0.52, 0.50, 0.50])
+    write_run(tmp_path, "small-s0", 0, 0, [0.30, 0.50, 0.45, 0.40])
+    for name, extra in {"at-s0": {"final_test_size": None},
+                        "awp-s0": {"final_test_size": 2000, "test_size": None},
+                        "small-s0": {"final_test_size": 2000, "test_size": 100, "width": 8}}.items():
+        cfg = json.loads((tmp_path / name / "config.json").read_text())
+        (tmp_path / name / "config.json").write_text(json.dumps({**cfg, **extra, "eval_attack_steps": 5}))
+        rows = json.loads((tmp_path / name / "metrics.json").read_text())
+        for r in rows:  # the final evaluation of every evaluated epoch, as train.final_evaluation writes it
+            r.update({f"final_{k}": r[k] for k in ("test_robust", "test_natural", "train_robust")},
+                     final_attack="PGD-20")
+        (tmp_path / name / "metrics.json").write_text(json.dumps(rows))
+    rows = report.aggregate(report.collect(tmp_path))
+    assert {report.experiment_name(r["runs"][0]): r["test_images"] for r in rows} == \
+        {"at": None, "awp": 2000, "small": 100}
+    assert report.measured_on(rows) == ["PGD-20 on all test images: at",
+                                        "PGD-20 on the first 2,000 test images: awp",
+                                        "PGD-20 on the first 100 test images: small"]
+    # without a final evaluation the numbers are the monitor's, on its own subset
+    assert report.test_images({"eval_test_size": 250, "test_size": None}, final=False) == 250
+    assert report.test_images({"eval_test_size": None, "test_size": 100}, final=False) == 100

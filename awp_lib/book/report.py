@@ -74,6 +74,7 @@ def run_summary(folder: Path) -> dict | None:
         return None  # unfinished
     # the full-strength final evaluation when the run made one (train.final_evaluation), else the monitor's
     s = best_last(rows)
+    final = any("final_test_robust" in r for r in rows)
     return {"dataset": cfg["dataset"], "norm": cfg["norm"], "method": method_label(cfg), "seed": cfg["seed"],
             "gamma": cfg.get("awp_gamma", 0), "model": cfg["model"], "epochs": cfg["epochs"], "eps": cfg["eps"],
             "robust_best": 100 * s["best_test_robust"], "robust_last": 100 * s["last_test_robust"],
@@ -81,7 +82,29 @@ def run_summary(folder: Path) -> dict | None:
             "best_epoch": s["best_epoch"], "run": folder.name, "gap_last": 100 * s["last_gap"],
             "attack": attacks_of(rows, SimpleNamespace(eval_attack_steps=cfg.get("eval_attack_steps", "?")))[
                 "headline"],
+            "test_images": test_images(cfg, final),
             "experiment": json.dumps({k: v for k, v in sorted(cfg.items()) if k not in NOT_GROUPED})}
+
+
+def test_images(cfg: dict, final: bool) -> int | None:
+    """How many test images a run's headline numbers were measured on: the first
+    ``final_test_size`` (the final evaluation) or ``eval_test_size`` (the monitor) of its
+    ``test_size``; None for the whole test split."""
+    subset = cfg.get("final_test_size" if final else "eval_test_size")
+    sizes = [n for n in (subset, cfg.get("test_size")) if n]
+    return min(sizes) if sizes else None
+
+
+def measured_on(rows: list[dict]) -> list[str]:
+    """One line per way :func:`aggregate`'s rows were measured, e.g. ``PGD-20 on all test
+    images: at-awp0.01, at-piecewise``: the attack and the number of test images behind each
+    experiment's columns, which differ between experiments."""
+    groups: dict[tuple, list[str]] = {}
+    for r in rows:
+        groups.setdefault((r["attack"], r["test_images"] or 0), []).append(experiment_name(r["runs"][0]))
+    order = sorted(groups.items(), key=lambda kv: (kv[0][1] != 0, -kv[0][1], kv[0][0]))  # all, then most
+    return [f"{attack} on {f'the first {n:,}' if n else 'all'} test images: {', '.join(sorted(names))}"
+            for (attack, n), names in order]
 
 
 def collect(runs_root: Path, names=None, skip=()) -> list[dict]:
@@ -106,7 +129,8 @@ def aggregate(summaries: list[dict]) -> list[dict]:
     out = []
     for by_seed in groups.values():
         runs = [by_seed[k] for k in sorted(by_seed)]
-        row = {k: runs[0][k] for k in ("dataset", "norm", "method", "gamma", "model", "epochs", "eps")}
+        row = {k: runs[0][k] for k in ("dataset", "norm", "method", "gamma", "model", "epochs", "eps",
+                                       "attack", "test_images")}
         row["seeds"], row["runs"] = [r["seed"] for r in runs], [r["run"] for r in runs]
         for c in COLUMNS + ("gap_last",):
             vals = [r[c] for r in runs]
