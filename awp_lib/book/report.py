@@ -13,7 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .claims import scale_of
-from .summaries import attacks_of, best_last
+from .summaries import attacks_of, best_last, has_final
 
 # The paper's Tables 3-5 (PreActResNet-18, 5 runs, PGD-20 test robustness, %): (mean, std) for
 # robust best, robust last, natural best, natural last. Quoted from the appendix, not recomputed.
@@ -74,7 +74,6 @@ def run_summary(folder: Path) -> dict | None:
         return None  # unfinished
     # the full-strength final evaluation when the run made one (train.final_evaluation), else the monitor's
     s = best_last(rows)
-    final = any("final_test_robust" in r for r in rows)
     return {"dataset": cfg["dataset"], "norm": cfg["norm"], "method": method_label(cfg), "seed": cfg["seed"],
             "gamma": cfg.get("awp_gamma", 0), "model": cfg["model"], "epochs": cfg["epochs"], "eps": cfg["eps"],
             "robust_best": 100 * s["best_test_robust"], "robust_last": 100 * s["last_test_robust"],
@@ -82,7 +81,7 @@ def run_summary(folder: Path) -> dict | None:
             "best_epoch": s["best_epoch"], "run": folder.name, "gap_last": 100 * s["last_gap"],
             "attack": attacks_of(rows, SimpleNamespace(eval_attack_steps=cfg.get("eval_attack_steps", "?")))[
                 "headline"],
-            "test_images": test_images(cfg, final),
+            "test_images": test_images(cfg, has_final(rows)),
             "experiment": json.dumps({k: v for k, v in sorted(cfg.items()) if k not in NOT_GROUPED})}
 
 

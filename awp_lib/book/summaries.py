@@ -117,6 +117,11 @@ def attacks_of(rows: list[dict], cfg=None) -> dict:
     return {"monitor": monitor, "headline": last["final_attack"] if final else monitor}
 
 
+def has_final(rows: list[dict]) -> bool:
+    """Whether a run's headline numbers (:func:`best_last`) are its final evaluation's."""
+    return _selected(rows)[3]
+
+
 def _selected(rows: list[dict]):
     """(evaluated rows, best-by-validation row, last row, whether both have final numbers)."""
     ev = [r for r in rows if "val_robust" in r]
