@@ -77,12 +77,15 @@ def project(delta: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor
 
 
 def init_delta(x: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor:
-    """A δ drawn uniformly inside the ε-ball (Algorithm 2, line 7), clipped so x + δ stays in [0, 1]."""
+    """A δ drawn uniformly inside the ε-ball (Algorithm 2, line 7), clipped so x + δ stays in [0, 1].
+
+    The draws fill δ in the logical order of ``x`` (not its memory layout), so a channels-last
+    batch, or the same images in other batches, get the same δ."""
     if norm == "linf":
-        delta = torch.empty_like(x).uniform_(-eps, eps)
+        delta = torch.empty(x.shape, dtype=x.dtype, device=x.device).uniform_(-eps, eps)
     else:
         d = x[0].numel()
-        u = torch.randn_like(x)
+        u = torch.randn(x.shape, dtype=x.dtype, device=x.device)
         radius = eps * torch.rand(len(x), device=x.device).pow(1.0 / d).view(-1, *([1] * (x.dim() - 1)))
         delta = u / per_example_norm(u) * radius
     return (x + delta).clamp(0, 1) - x

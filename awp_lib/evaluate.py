@@ -9,6 +9,7 @@ import torch
 from tqdm import tqdm
 
 from . import attacks as A
+from .evalcopy import chunks, eval_batch, eval_copy
 from .validate import check_choice
 
 ATTACKS = ("natural", "fgsm", "pgd20", "pgd100", "cw", "autoattack")
@@ -20,15 +21,14 @@ def default_alpha(eps: float, norm: str) -> float:
     return eps / 4 if norm == "linf" else eps * 15 / 128
 
 
-def autoattack(model, x, y, eps: float, norm: str = "linf", batch_size: int = 256, seed: int = 0,
-               verbose: bool = False):
-    """Standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square; 100 APGD steps) by its authors (``pyautoattack``).
+def autoattack(model, x, y, eps: float, norm: str = "linf", seed: int = 0, verbose: bool = False):
+    """Standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square; 100 APGD steps) by its authors (``pyautoattack``),
+    on :func:`awp_lib.evalcopy.eval_copy` of ``model`` in batches of :func:`awp_lib.evalcopy.eval_batch`.
 
     ``verbose``: its log (robust accuracy after each attack, times) goes to stderr.
     """
     from pyautoattack import AutoAttack  # optional dependency (AutoAttack)
-    was = model.training
-    model.eval()
+    fast = eval_copy(model)
     log = logging.getLogger("auto-attack")
     handler, level = logging.StreamHandler(sys.stderr), log.level
     if verbose:
@@ -36,18 +36,16 @@ def autoattack(model, x, y, eps: float, norm: str = "linf", batch_size: int = 25
         log.addHandler(handler)
         log.setLevel(logging.DEBUG)
     try:
-        adversary = AutoAttack(model, eps=eps, norm={"linf": "Linf", "l2": "L2"}[norm], version="standard",
+        adversary = AutoAttack(fast, eps=eps, norm={"linf": "Linf", "l2": "L2"}[norm], version="standard",
                                device=x.device, seed=seed)
-        x_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)[0]
+        x_adv = adversary.run_standard_evaluation(x, y, batch_size=eval_batch(x.device))[0]
     finally:
-        model.train(was)
         if verbose:
             log.removeHandler(handler)
             log.setLevel(level)
     return x_adv
 
 
-@torch.no_grad()
 @torch.no_grad()
 def predict(model, x) -> torch.Tensor:
     """The model's predicted labels for the inputs ``x`` (no gradient)."""
@@ -62,7 +60,8 @@ def evaluate(model, loader, eps: float, norm: str = "linf", attacks=DEFAULT_ATTA
              max_batches: int | None = None, seed: int = 0, progress: bool = False) -> dict[str, float]:
     """Accuracy (a fraction in [0, 1]) of ``model`` on ``loader`` under each attack in ``attacks``.
 
-    Attacks run with BN in eval mode. PGD-20/100 and CW∞ use ``alpha`` (default
+    Attacks run with BN in eval mode, on :func:`awp_lib.evalcopy.eval_copy` of ``model`` in
+    batches of :func:`awp_lib.evalcopy.eval_batch` (``model`` itself is not changed). PGD-20/100 and CW∞ use ``alpha`` (default
     :func:`default_alpha`) and a random start; ``cw`` is 20 steps on the margin loss.
     ``autoattack`` is the standard version of Croce & Hein (slow: ask for it explicitly).
     ``progress``: a bar over batches on stderr (in a terminal) and AutoAttack's log.
@@ -71,31 +70,33 @@ def evaluate(model, loader, eps: float, norm: str = "linf", attacks=DEFAULT_ATTA
     for a in attacks:
         check_choice("attack", a, ATTACKS)
     alpha = default_alpha(eps, norm) if alpha is None else alpha
+    fast = eval_copy(model)
     run = {
         "natural": lambda x, y: x,
-        "fgsm": lambda x, y: A.fgsm(model, x, y, eps, norm),
-        "pgd20": lambda x, y: A.pgd(model, x, y, eps, alpha, 20, norm),
-        "pgd100": lambda x, y: A.pgd(model, x, y, eps, alpha, 100, norm),
-        "cw": lambda x, y: A.cw(model, x, y, eps, alpha, 20, norm),
-        "autoattack": lambda x, y: autoattack(model, x, y, eps, norm, seed=seed, verbose=progress),
+        "fgsm": lambda x, y: A.fgsm(fast, x, y, eps, norm),
+        "pgd20": lambda x, y: A.pgd(fast, x, y, eps, alpha, 20, norm),
+        "pgd100": lambda x, y: A.pgd(fast, x, y, eps, alpha, 100, norm),
+        "cw": lambda x, y: A.cw(fast, x, y, eps, alpha, 20, norm),
     }
-    was = model.training
-    model.eval()
     torch.manual_seed(seed)
     correct, n = dict.fromkeys(attacks, 0), 0
     bar = _bar(progress, loader, max_batches, "+".join(attacks))
     try:
-        for i, (x, y) in enumerate(loader):
+        for i, (xs, ys) in enumerate(loader):
             if max_batches is not None and i >= max_batches:
                 break
             for a in attacks:
-                correct[a] += _correct(model, run[a](x, y), y)
-            n += len(y)
+                if a == "autoattack":  # batched by AutoAttack itself
+                    x_adv = autoattack(model, xs, ys, eps, norm, seed, progress)
+                    correct[a] += _correct(fast, x_adv, ys)
+                    continue
+                for x, y in chunks(fast, xs, ys):
+                    correct[a] += _correct(fast, run[a](x, y), y)
+            n += len(ys)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(" ".join(f"{a}={c / n:.3f}" for a, c in correct.items()))
     finally:
-        model.train(was)
         if bar is not None:
             bar.close()
     return {a: c / max(n, 1) for a, c in correct.items()}

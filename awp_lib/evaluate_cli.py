@@ -21,6 +21,10 @@ from .evaluate import ATTACKS, default_alpha, evaluate
 from .io import save_text
 from .validate import check_choice
 
+# Test images per step of the progress bar (and per AutoAttack call); the attacks batch them
+# as every evaluation does (awp_lib.evalcopy.eval_batch).
+IMAGES_PER_STEP = 1000
+
 LABELS = {"natural": "natural", "fgsm": "FGSM", "pgd20": "PGD-20", "pgd100": "PGD-100", "cw": "CW∞",
           "autoattack": "AutoAttack (standard)"}
 
@@ -42,7 +46,7 @@ def fmt_eps(eps: float) -> str:
 def evaluate_checkpoint(checkpoint, model: str | None = None, dataset: str | None = None,
                         normalize: str | None = None, attacks=ATTACKS, n: int | None = None,
                         eps: float | None = None, norm: str | None = None, out=None, device="auto",
-                        root=None, width: int | None = None, batch_size: int = 256, seed: int = 0,
+                        root=None, width: int | None = None, seed: int = 0,
                         progress: bool = True, log=print) -> dict:
     """Run ``attacks`` on ``n`` test images (``None``: all) and write JSON + markdown to ``out``.
 
@@ -50,13 +54,11 @@ def evaluate_checkpoint(checkpoint, model: str | None = None, dataset: str | Non
     settings came from, the threat model, the images, and the paths written.
     """
     attacks = parse_attacks(attacks)
-    if not (isinstance(batch_size, int) and batch_size > 0):
-        raise ValueError(f"--batch-size {batch_size!r} is invalid: a positive integer")
     dev = checkpoints.resolve_device(device)
     loaded = checkpoints.load_model(checkpoint, model, dataset, normalize, width, dev)
     eps, norm = checkpoints.default_threat(loaded, eps, norm)
     (x, y), which = checkpoints.images(loaded, "test", n, root)
-    loader = Loader(x, y, batch_size, device=dev)
+    loader = Loader(x, y, IMAGES_PER_STEP, device=dev)  # attacked in batches of evalcopy.eval_batch
     for line in loaded.notes:
         log(line)
     log(f"{loaded.arch} on {loaded.dataset} ({loaded.normalize}), {norm} eps={fmt_eps(eps)}, {which}, "
@@ -108,7 +110,6 @@ def register_cli(sub) -> None:
     p.add_argument("--attacks", default=",".join(ATTACKS), help=f"comma list (default: all of {','.join(ATTACKS)})")
     p.add_argument("--n", type=int, default=None, help="test images, the first n (default: the whole test split)")
     p.add_argument("--out", default=None, help="folder for the JSON and markdown (default: <run>/evaluate/)")
-    p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     checkpoints.add_model_args(p)
     p.set_defaults(fn=_cmd)
@@ -116,6 +117,6 @@ def register_cli(sub) -> None:
 
 def _cmd(args) -> None:
     res = evaluate_checkpoint(args.checkpoint, args.model, args.dataset, args.normalize, args.attacks, args.n,
-                              args.eps, args.norm, args.out, args.device, args.root, args.width, args.batch_size,
+                              args.eps, args.norm, args.out, args.device, args.root, args.width,
                               args.seed, progress=True, log=lambda m: print(m, file=sys.stderr, flush=True))
     print(json.dumps({"json": res["json"], "markdown": res["markdown"], "accuracy": res["accuracy"]}))

@@ -8,8 +8,10 @@ BN handling: the model is evaluated in **eval mode**, i.e. every perturbed model
 running statistics of w (the checkpoint's). Perturbing a kernel therefore does not
 re-estimate BN statistics; this is the choice the book states and keeps explicit.
 
-Efficiency: weights are perturbed in place from one saved copy of w (never a model copy per
-point) and restored bit-identically afterwards.
+Efficiency: weights are perturbed in place from one saved copy of w and restored
+bit-identically afterwards; each point is attacked on :func:`awp_lib.evalcopy.eval_copy` of the
+moved model (BN folded, made after the move), and a point met twice (α = 0 in every direction,
+the centre of a 2-D grid) is attacked once.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from tqdm.auto import tqdm
 from . import attacks, checkpoints
 from .awp import AWP
 from .checkpoints import add_model_args
+from .evalcopy import chunks, eval_copy
 from .evaluate import default_alpha
 from .io import save_text
 from .precision import weights_changed
@@ -90,20 +93,23 @@ def moved(model: nn.Module, directions: list[dict], coeffs: list[float] | None =
 
 # ----------------------------------------------------------------------------- ρ (lines 8-15)
 def robust_losses(model, batches, eps: float, alpha: float, steps: int, norm: str = "linf",
-                  seed: int = 0) -> torch.Tensor:
-    """Per-example CE on fresh PGD examples against the model as it is now (eval mode)."""
+                  seed: int = 0, return_adversarial: bool = False):
+    """Per-example CE on fresh PGD examples against the model as it is now (eval mode), computed
+    on :func:`awp_lib.evalcopy.eval_copy` of it (taken here, so after any weight change). With
+    ``return_adversarial``, also the examples, one tensor per batch."""
     torch.manual_seed(seed)
-    was = model.training
-    model.eval()
-    out = []
-    try:
-        for x, y in batches:
-            x_adv = attacks.pgd(model, x, y, eps, alpha, steps, norm, bn_mode="eval")
+    fast = eval_copy(model)
+    out, adversarial = [], []
+    for xs, ys in batches:
+        advs = []
+        for x, y in chunks(fast, xs, ys):
+            x_adv = attacks.pgd(fast, x, y, eps, alpha, steps, norm, bn_mode="eval")
             with torch.no_grad():
-                out.append(F.cross_entropy(model(x_adv), y, reduction="none"))
-    finally:
-        model.train(was)
-    return torch.cat(out)
+                out.append(F.cross_entropy(fast(x_adv), y, reduction="none"))
+            advs.append(x_adv)
+        adversarial.append(torch.cat(advs).contiguous())
+    losses = torch.cat(out)
+    return (losses, adversarial) if return_adversarial else losses
 
 
 def symmetric_grid(a_max: float, points: int) -> list[float]:
@@ -133,9 +139,11 @@ def _check_grid(name, values):
     return vals
 
 
-def _batches(data, n: int | None, batch_size: int):
-    """Materialise up to ``n`` examples from ``(x, y)`` tensors (uint8 or float) or a loader."""
-    if batch_size <= 0:
+def _batches(data, n: int | None, batch_size: int | None = None):
+    """Materialise up to ``n`` examples from ``(x, y)`` tensors (uint8 or float) or a loader: one
+    batch of them (``batch_size`` None; the attacks batch them as every evaluation does) or
+    batches of ``batch_size``."""
+    if batch_size is not None and batch_size <= 0:
         raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
     if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
         x, y = data
@@ -143,7 +151,8 @@ def _batches(data, n: int | None, batch_size: int):
             raise ValueError(f"n={n!r} is invalid: a subset size between 1 and {len(y)}")
         x, y = x[:n], y[:n]
         x = x.float().div(255) if x.dtype == torch.uint8 else x
-        return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
+        b = batch_size or len(y)
+        return [(x[i:i + b], y[i:i + b]) for i in range(0, len(y), b)]
     out, k = [], 0
     for x, y in data:
         out.append((x, y))
@@ -160,40 +169,48 @@ def _attack_seed(seed: int, j: int) -> int:
 
 def robust_loss(model, data, alpha_index: int = 0, seed: int = 0, eps: float = 0.1,
                 attack_alpha: float | None = None, attack_steps: int = 10, norm: str = "linf",
-                n: int | None = 1000, batch_size: int = 500) -> float:
+                n: int | None = 1000) -> float:
     """ρ(w): the mean robust loss at the model's weights as :func:`landscape_1d` measures its point
     of index ``alpha_index`` (the same examples, batches and attack seed), so that at α = 0 the
     two agree to rounding."""
     attack_alpha = default_alpha(eps, norm) if attack_alpha is None else attack_alpha
-    batches = _batches(data, n, batch_size)
+    batches = _batches(data, n)
     return robust_losses(model, batches, eps, attack_alpha, attack_steps, norm,
                          seed=_attack_seed(seed, alpha_index)).mean().item()
 
 
 def landscape_1d(model, data, alphas, k: int = 1, seed: int = 0, eps: float = 0.1, attack_alpha: float | None = None,
-                 attack_steps: int = 10, norm: str = "linf", n: int | None = 1000, batch_size: int = 500,
+                 attack_steps: int = 10, norm: str = "linf", n: int | None = 1000,
                  include_bn: bool = False, progress: bool = False) -> dict:
     """ρ(w + αd) for each α in ``alphas`` along ``k`` filter-normalised directions (seeds seed..seed+k-1).
 
     ``data``: ``(x, y)`` tensors (a train or test subset) or a loader; ``n`` examples are used.
     Returns ``alphas``, ``loss`` (k x len(alphas)), ``stderr`` (standard error of each point over
-    examples), ``mean``/``spread`` over directions (Figure 5's repeatability).
+    examples), ``mean``/``spread`` over directions (Figure 5's repeatability). The point α = 0 is
+    w itself with the same attack seed in every direction: it is attacked once.
     """
     alphas = _check_grid("alphas", alphas)
     if not (isinstance(k, int) and k >= 1):
         raise ValueError(f"k={k!r} is invalid: the number of directions must be a positive integer")
     attack_alpha = default_alpha(eps, norm) if attack_alpha is None else attack_alpha
-    batches = _batches(data, n, batch_size)
+    batches = _batches(data, n)
     loss = torch.zeros(k, len(alphas))
     stderr = torch.zeros(k, len(alphas))
     bar = _progress(progress, k * len(alphas))
+    at_w = {}  # the alpha = 0 point, shared by the directions
     for i in range(k):
         d = random_direction(model, seed + i, include_bn)
         with moved(model, [d]) as go:
             for j, a in enumerate(alphas):
-                go([a])
-                ls = robust_losses(model, batches, eps, attack_alpha, attack_steps, norm, seed=_attack_seed(seed, j))
-                loss[i, j], stderr[i, j] = ls.mean(), ls.std() / math.sqrt(len(ls))
+                if a == 0 and at_w:
+                    loss[i, j], stderr[i, j] = at_w["loss"], at_w["stderr"]
+                else:
+                    go([a])
+                    ls = robust_losses(model, batches, eps, attack_alpha, attack_steps, norm,
+                                       seed=_attack_seed(seed, j))
+                    loss[i, j], stderr[i, j] = ls.mean(), ls.std() / math.sqrt(len(ls))
+                    if a == 0:
+                        at_w.update(loss=loss[i, j].item(), stderr=stderr[i, j].item())
                 if bar:
                     bar.update(1)
     if bar:
@@ -204,13 +221,13 @@ def landscape_1d(model, data, alphas, k: int = 1, seed: int = 0, eps: float = 0.
 
 
 def landscape_2d(model, data, alphas, betas=None, seed: int = 0, eps: float = 0.1, attack_alpha: float | None = None,
-                 attack_steps: int = 10, norm: str = "linf", n: int | None = 500, batch_size: int = 500,
+                 attack_steps: int = 10, norm: str = "linf", n: int | None = 500,
                  include_bn: bool = False, progress: bool = False) -> dict:
     """g(α, β) = ρ(w + αd + βe) on a grid and the relative landscape |g(α, β) − g(0, 0)| (Figure 6)."""
     alphas = _check_grid("alphas", alphas)
     betas = alphas if betas is None else _check_grid("betas", betas)
     attack_alpha = default_alpha(eps, norm) if attack_alpha is None else attack_alpha
-    batches = _batches(data, n, batch_size)
+    batches = _batches(data, n)
     d, e = random_direction(model, seed, include_bn), random_direction(model, seed + 10_000, include_bn)
     g = torch.zeros(len(alphas), len(betas))
     se = torch.zeros_like(g)
@@ -220,8 +237,11 @@ def landscape_2d(model, data, alphas, betas=None, seed: int = 0, eps: float = 0.
         ls0 = robust_losses(model, batches, eps, attack_alpha, attack_steps, norm, seed=seed)
         for i, a in enumerate(alphas):
             for j, b in enumerate(betas):
-                go([a, b])
-                ls = robust_losses(model, batches, eps, attack_alpha, attack_steps, norm, seed=seed)
+                if a == 0 and b == 0:
+                    ls = ls0  # the centre, attacked with the same seed
+                else:
+                    go([a, b])
+                    ls = robust_losses(model, batches, eps, attack_alpha, attack_steps, norm, seed=seed)
                 g[i, j], se[i, j] = ls.mean(), ls.std() / math.sqrt(len(ls))
                 if bar:
                     bar.update(1)
@@ -234,30 +254,29 @@ def landscape_2d(model, data, alphas, betas=None, seed: int = 0, eps: float = 0.
 # ----------------------------------------------------------------------------- flatness (Stutz et al. 2021)
 def flatness(model, data, alpha0: float = 0.5, k: int = 5, gamma: float = 1e-2, awp_steps: int = 5, seed: int = 0,
              eps: float = 0.1, attack_alpha: float | None = None, attack_steps: int = 10, norm: str = "linf",
-             n: int | None = 1000, batch_size: int = 500) -> dict:
+             n: int | None = 1000, awp_batch: int = 500) -> dict:
     """Flatness of the robust loss around w, two ways (larger = sharper):
 
     * ``average``: mean over k random filter-normalised directions of
       [ρ(w + α₀d) + ρ(w − α₀d)]/2 − ρ(w);
     * ``worst``: ρ(w + v) − ρ(w) for v found by ``awp_steps`` AWP ascent steps with
-      ‖v_l‖ ≤ γ‖w_l‖ (per batch, on adversarial examples made at w), ρ(w + v) with fresh PGD.
+      ‖v_l‖ ≤ γ‖w_l‖, one v per ``awp_batch`` examples, on the adversarial examples of ρ(w);
+      ρ(w + v) with fresh PGD.
     """
     attack_alpha = default_alpha(eps, norm) if attack_alpha is None else attack_alpha
-    curve = landscape_1d(model, data, [-alpha0, 0.0, alpha0], k, seed, eps, attack_alpha, attack_steps, norm, n,
-                         batch_size)
+    curve = landscape_1d(model, data, [-alpha0, 0.0, alpha0], k, seed, eps, attack_alpha, attack_steps, norm, n)
     loss = torch.tensor(curve["loss"])
     rho0 = loss[:, 1].mean().item()
     average = ((loss[:, 0] + loss[:, 2]) / 2 - loss[:, 1]).mean().item()
-    batches = _batches(data, n, batch_size)
+    batches = _batches(data, n, awp_batch)
     was = model.training
     model.eval()
     awp = AWP(model, gamma, steps=awp_steps)
     rises = []
     try:
-        torch.manual_seed(seed)
         for x, y in batches:
-            x_adv = attacks.pgd(model, x, y, eps, attack_alpha, attack_steps, norm)
-            base = robust_losses(model, [(x, y)], eps, attack_alpha, attack_steps, norm, seed=seed)
+            base, (x_adv,) = robust_losses(model, [(x, y)], eps, attack_alpha, attack_steps, norm, seed=seed,
+                                           return_adversarial=True)
             saved = [p.detach().clone() for p in awp.params]
             awp.perturb(lambda: F.cross_entropy(model(x_adv), y))
             worst = robust_losses(model, [(x, y)], eps, attack_alpha, attack_steps, norm, seed=seed)
@@ -333,7 +352,7 @@ def _flag_grid(text) -> list[float]:
 
 
 def landscape_checkpoint(checkpoint, dim: int = 1, alphas="-1:1:21", k: int = 5, subset: str = "train",
-                         n: int | None = 1000, batch_size: int = 500, attack_steps: int = 10, seed: int = 0,
+                         n: int | None = 1000, attack_steps: int = 10, seed: int = 0,
                          include_bn: bool = False, out=None, model: str | None = None,
                          dataset: str | None = None, normalize: str | None = None, width: int | None = None,
                          eps: float | None = None, norm: str | None = None, root=None, device="auto",
@@ -351,7 +370,7 @@ def landscape_checkpoint(checkpoint, dim: int = 1, alphas="-1:1:21", k: int = 5,
     check_choice("--dim", dim, (1, 2))
     check_choice("--subset", subset, ("train", "test"))
     grid = _flag_grid(alphas)
-    for flag, v in (("--k", k), ("--batch-size", batch_size), ("--attack-steps", attack_steps)):
+    for flag, v in (("--k", k), ("--attack-steps", attack_steps)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{flag} {v!r} is invalid: a positive integer")
     dev = checkpoints.resolve_device(device)
@@ -366,7 +385,7 @@ def landscape_checkpoint(checkpoint, dim: int = 1, alphas="-1:1:21", k: int = 5,
         + (f" x {k} directions" if dim == 1 else f" x {len(grid)}") + f", PGD-{attack_steps} at {norm} "
         f"eps={eps:.4g}; {which}; device {dev}")
     kw = dict(eps=eps, attack_alpha=attack_alpha, attack_steps=attack_steps, norm=norm, n=None,
-              batch_size=batch_size, seed=seed, include_bn=include_bn,
+              seed=seed, include_bn=include_bn,
               progress=sys.stderr.isatty() if progress is None else progress)
     data = (x.to(dev), y.to(dev))
     label = loaded.path.stem
@@ -401,7 +420,6 @@ def register_cli(sub) -> None:
     p.add_argument("--k", type=int, default=5, help="directions for 1-D")
     p.add_argument("--subset", choices=["train", "test"], default="train")
     p.add_argument("--n", type=int, default=1000, help="examples (default 1000, capped at what the split holds)")
-    p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--attack-steps", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--include-bn", action="store_true")
@@ -413,7 +431,7 @@ def register_cli(sub) -> None:
 def _cmd(args) -> None:
     import matplotlib  # CLI start-up time
     matplotlib.use("Agg")
-    res = landscape_checkpoint(args.checkpoint, args.dim, args.alphas, args.k, args.subset, args.n, args.batch_size,
+    res = landscape_checkpoint(args.checkpoint, args.dim, args.alphas, args.k, args.subset, args.n,
                                args.attack_steps, args.seed, args.include_bn, args.out, args.model, args.dataset,
                                args.normalize, args.width, args.eps, args.norm, args.root, args.device,
                                log=lambda m: print(m, file=sys.stderr, flush=True))

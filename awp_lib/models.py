@@ -42,6 +42,7 @@ class MLP(nn.Module):
 
 class SmallCNN(nn.Module):
     """Four 3x3 conv-BN-ReLU layers (width ``w``, ``2w``), two max-pools, one hidden linear layer: sized for CPU chapters."""
+    channels_last_on_cpu = True  # faster attacks in channels-last memory on a CPU (bench eval_layouts)
 
     def __init__(self, in_channels=1, num_classes=10, width=16, hidden=128, image_size=28, mean=(0.5,), std=(0.5,)):
         super().__init__()
@@ -81,6 +82,7 @@ class PreActBlock(nn.Module):
 
 class PreActResNet18(nn.Module):
     """PreAct ResNet-18 (He et al. 2016), the paper's main architecture."""
+    channels_last_on_cpu = False  # no faster in channels-last memory on a CPU (bench eval_layouts)
 
     def __init__(self, in_channels=3, num_classes=10, mean=(0.,), std=(1.,)):
         super().__init__()
@@ -138,6 +140,7 @@ class NetworkBlock(nn.Module):
 
 class WideResNet(nn.Module):
     """WideResNet-depth-widen (Zagoruyko & Komodakis), key names of the TRADES/MART/AWP code."""
+    channels_last_on_cpu = True  # faster attacks in channels-last memory on a CPU (bench eval_layouts)
 
     def __init__(self, depth=34, widen=10, in_channels=3, num_classes=10, mean=(0.,), std=(1.,)):
         super().__init__()
@@ -162,6 +165,7 @@ class WideResNet(nn.Module):
 
 class VGG19(nn.Module):
     """VGG-19 with batch norm; ceil-mode pooling so 28x28 inputs reach 1x1 too."""
+    channels_last_on_cpu = False  # its attacks are slower in channels-last memory on a CPU (bench eval_layouts)
     cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
 
     def __init__(self, in_channels=3, num_classes=10, mean=(0.,), std=(1.,)):

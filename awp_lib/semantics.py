@@ -10,6 +10,9 @@ Versions:
 1. (no key) bf16 autocast reused its cached bf16 copies of the weights after AWP changed them
    in place, so AWP and its variants trained as their method without AWP.
 2. Every forward pass sees the weights as they are (``awp_lib.precision``).
+3. The monitor and the final evaluation attack :func:`awp_lib.evalcopy.eval_copy` of the model
+   (BN folded into the convolutions, channels-last, batches of ``eval_batch``): the same function,
+   its numbers (and so the pick of ``best``) differ by rounding.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-TRAINING_SEMANTICS = 2
+TRAINING_SEMANTICS = 3
 KEY = "training_semantics"
 
 

@@ -28,6 +28,7 @@ from . import attacks, data, methods, models, semantics
 from .averaging import WeightAverage
 from .awp import AWP
 from .config import Config, config_diff, keys, make_config, resolve_device
+from .evalcopy import chunks, eval_batch, eval_copy
 from .config import parse_value as _parse_value
 from .names import run_name
 from .precision import autocast, compiled
@@ -146,18 +147,20 @@ def robust_accuracy(model, loader, cfg: Config, steps: int) -> tuple[float, floa
 
 def evaluate_split(model, loader, cfg: Config, steps: int) -> dict:
     """Natural and PGD-``steps`` accuracy and the mean robust cross-entropy (the robust loss
-    by which Stutz et al. define robust overfitting) at the current weights, BN in eval mode."""
-    model.eval()
+    by which Stutz et al. define robust overfitting) at the current weights, BN in eval mode,
+    computed on :func:`awp_lib.evalcopy.eval_copy` of the model in its batches."""
+    fast = eval_copy(model)
     nat = rob = loss = n = 0
-    for x, y in loader:
-        x_adv = attacks.pgd(model, x, y, cfg.eps, cfg.alpha, steps, cfg.norm, bn_mode="eval")
-        with torch.no_grad():  # one forward pass for both (BN in eval mode: the same numbers)
-            out = model(torch.cat([x, x_adv])).float()
-        hit = out.argmax(1) == torch.cat([y, y])
-        nat += hit[:len(y)].sum().item()
-        rob += hit[len(y):].sum().item()
-        loss += torch.nn.functional.cross_entropy(out[len(y):], y, reduction="sum").item()
-        n += len(y)
+    for xs, ys in loader:
+        for x, y in chunks(fast, xs, ys):
+            x_adv = attacks.pgd(fast, x, y, cfg.eps, cfg.alpha, steps, cfg.norm, bn_mode="eval")
+            with torch.no_grad():  # one forward pass for both (BN in eval mode: the same numbers)
+                out = fast(torch.cat([x, x_adv])).float()
+            hit = out.argmax(1) == torch.cat([y, y])
+            nat += hit[:len(y)].sum().item()
+            rob += hit[len(y):].sum().item()
+            loss += torch.nn.functional.cross_entropy(out[len(y):], y, reduction="sum").item()
+            n += len(y)
     nat, rob, loss, n = _sum_over_processes([nat, rob, loss, n], next(model.parameters()).device)
     return {"natural": nat / n, "robust": rob / n, "robust_loss": loss / n}
 
@@ -240,10 +243,11 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
     if cfg.method == "rst":
         train_loader = rst_loader(cfg, splits, out, device, augment, shard, writer)
     n_eval = min(cfg.eval_train_size, len(splits.train[1]))
-    train_eval = data.Loader(splits.train[0][:n_eval], splits.train[1][:n_eval], 512, device=device, **shard)
-    val_loader = data.Loader(*splits.val, 512, device=device, **shard)
+    eb = eval_batch(device) * world
+    train_eval = data.Loader(splits.train[0][:n_eval], splits.train[1][:n_eval], eb, device=device, **shard)
+    val_loader = data.Loader(*splits.val, eb, device=device, **shard)
     n_test = min(cfg.eval_test_size or len(splits.test[1]), len(splits.test[1]))
-    test_loader = data.Loader(splits.test[0][:n_test], splits.test[1][:n_test], 512, device=device, **shard)
+    test_loader = data.Loader(splits.test[0][:n_test], splits.test[1][:n_test], eb, device=device, **shard)
     amp = autocast(device, cfg.amp)   # bf16 without the weight cache: AWP's w + v is seen
 
     if ck is not None:  # resume
@@ -376,7 +380,8 @@ def final_evaluation(cfg: Config, model, rows, best, out, splits, device, amp, s
     n_test = cfg.final_test_size or len(splits.test[1])
     sets = {"train": (splits.train[0][:n_eval], splits.train[1][:n_eval]), "val": splits.val,
             "test": (splits.test[0][:n_test], splits.test[1][:n_test])}
-    loaders = {k: data.Loader(*v, 512, device=device, **shard) for k, v in sets.items()}
+    loaders = {k: data.Loader(*v, eval_batch(device) * shard["shard"][1], device=device, **shard)
+               for k, v in sets.items()}
     last_state = {k: v.clone() for k, v in model.state_dict().items()}
     targets = {rows[-1]["epoch"]: last_state}
     if best["epoch"] is not None and best["epoch"] != rows[-1]["epoch"] and out is not None:

@@ -260,7 +260,7 @@ def test_unreadable_and_missing_files(tmp_path, capsys):
 # ----------------------------------------------------------------------------- landscape
 def test_landscape_defaults_on_a_smoke_run(smoke_run, tmp_path, capsys):
     ck = smoke_run / "checkpoints" / "last.pt"
-    # default --n 1000, --subset train, --batch-size, --attack-steps; fewer points for speed
+    # default --n 1000, --subset train, --attack-steps; fewer points for speed
     code, out, err = cli(capsys, "landscape", ck, "--dim", 1, "--k", 1, "--alphas=-0.5,0,0.5", "--out", tmp_path)
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
@@ -279,7 +279,7 @@ def test_landscape_defaults_on_a_smoke_run(smoke_run, tmp_path, capsys):
 @pytest.mark.parametrize("argv,needle", [
     (["--k", "0"], "--k 0 is invalid"), (["--alphas", "1,0"], "--alphas '1,0' is invalid"),
     (["--alphas", "a:b"], "--alphas 'a:b' is invalid"), (["--n", "0"], "--n 0 is invalid"),
-    (["--batch-size", "0"], "--batch-size 0 is invalid"), (["--attack-steps", "0"], "--attack-steps 0 is invalid"),
+    (["--attack-steps", "0"], "--attack-steps 0 is invalid"),
     (["--normalize", "meanstd"], "unknown --normalize 'meanstd'"), (["--device", "tpu"], "unknown --device 'tpu'"),
     (["--norm", "l1"], "unknown --norm 'l1'"),
 ])

@@ -72,7 +72,7 @@ def test_flatness_is_positive(trained_cnn, fmnist):
 @pytest.mark.parametrize("kw,needle", [
     (dict(alphas=[1, 0]), "strictly increasing"), (dict(alphas=[]), "at least one"),
     (dict(alphas=[0, float("nan")]), "finite"), (dict(n=0), "n=0"), (dict(n=10 ** 6), "n=1000000"),
-    (dict(k=0), "k=0"), (dict(batch_size=0), "batch_size=0"),
+    (dict(k=0), "k=0"),
 ])
 def test_bad_inputs(trained_cnn, fmnist, kw, needle):
     args = dict(alphas=[-1, 0, 1], n=100) | kw

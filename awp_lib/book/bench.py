@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .. import attacks, data, methods, models
+from .. import attacks, data, evalcopy, methods, models
 from .. import awp as awp_module
 from .. import landscape as L
 from ..attacks import pgd
@@ -82,6 +82,119 @@ def pgd_vs_torchattacks(device="cpu", quick=False):
         with torch.no_grad():
             out[f"{name}_robust_acc"] = (model(x_adv).argmax(1) == y).float().mean().item()
     out.update(goal="<= 0.90", model="smallcnn", batch=len(y), steps=steps)
+    return out
+
+
+def _at_trained_cnn(device, n=2000, epochs=2):
+    """The ``cpu`` preset's SmallCNN (width 16) after ``epochs`` of PGD-3 AT on ``n`` images, and
+    2,000 test images: a model whose robust accuracy is neither 0 nor its natural accuracy."""
+    s = data.get_splits("fashion-mnist", train_size=n, test_size=2000, seed=0)
+    torch.manual_seed(0)
+    model = models.build_model("smallcnn", "fashion-mnist", width=16).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    loader = data.Loader(*s.train, batch_size=64, shuffle=True, device=device)
+    for e in range(epochs):
+        loader.set_epoch(e)
+        model.train()
+        for x, y in loader:
+            x_adv = attacks.pgd(model, x, y, 0.1, 0.04, 3, bn_mode="train")
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x_adv), y).backward()
+            opt.step()
+    x, y = s.test
+    return model.eval(), x.float().div(255).to(device), y.to(device)
+
+
+def _pgd_numbers(model, x, y, batch, steps=20, eps=0.1, alpha=0.025):
+    """(natural accuracy, PGD-``steps`` accuracy, mean robust CE) of ``model`` itself in ``batch``es."""
+    torch.manual_seed(0)
+    nat = rob = loss = 0.0
+    for i in range(0, len(y), batch):
+        xb, yb = x[i:i + batch], y[i:i + batch]
+        x_adv = attacks.pgd(model, xb, yb, eps, alpha, steps)
+        with torch.no_grad():
+            out = model(torch.cat([xb, x_adv]))
+        hit = out.argmax(1) == torch.cat([yb, yb])
+        nat, rob = nat + hit[:len(yb)].sum().item(), rob + hit[len(yb):].sum().item()
+        loss += torch.nn.functional.cross_entropy(out[len(yb):], yb, reduction="sum").item()
+    return round(nat / len(y), 4), round(rob / len(y), 4), round(loss / len(y), 4)
+
+
+@bench
+def eval_fast_vs_plain(device="cpu", quick=False):
+    """PGD-20 on 1,000 test images of an AT-trained SmallCNN (the preset's) at one thread: the
+    fast evaluation path (``evalcopy.eval_copy``, batches of ``eval_batch``) / the plain eager
+    path (the model itself, default memory layout, batches of 512, what every evaluation ran
+    before); goal <= 0.65. Both paths' natural and robust accuracy and robust loss."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, x, y = _at_trained_cnn(device)
+        x, y = (x[:250], y[:250]) if quick else (x[:1000], y[:1000])
+
+        def fast_path():
+            fast = evalcopy.eval_copy(model)
+            return _pgd_numbers(fast, evalcopy.as_input(x, fast), y, evalcopy.eval_batch(device))
+        out = timed_pair(fast_path, lambda: _pgd_numbers(model, x, y, 512), repeats=2 if quick else 3)
+        names = ("natural", "robust", "robust_loss")
+        out.update(fast=dict(zip(names, fast_path())), plain=dict(zip(names, _pgd_numbers(model, x, y, 512))))
+    finally:
+        torch.set_num_threads(threads)
+    out.update(goal="<= 0.65", model="smallcnn width 16 (AT, 2 epochs)", images=len(y), attack="PGD-20",
+               fast_batch=evalcopy.eval_batch(device), plain_batch=512, threads=1)
+    return out
+
+
+@bench
+def eval_batch(device="cpu", quick=False):
+    """Seconds of the fast path's PGD-20 on 512 test images of the AT-trained SmallCNN at one thread,
+    per batch size, relative to batch 512: the fastest is ``evalcopy.CPU_EVAL_BATCH``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, x, y = _at_trained_cnn(device)
+        x, y = x[:512], y[:512]
+        fast = evalcopy.eval_copy(model)
+        xs = evalcopy.as_input(x, fast)
+        secs = {}
+        for b in (32, 64, 128, 256, 512):
+            _pgd_numbers(fast, xs, y, b, steps=2)
+            ts = []
+            for _ in range(1 if quick else 3):
+                t0 = time.perf_counter()
+                _pgd_numbers(fast, xs, y, b)
+                ts.append(time.perf_counter() - t0)
+            secs[b] = statistics.median(ts)
+    finally:
+        torch.set_num_threads(threads)
+    return {"relative_to_512": {b: round(t / secs[512], 3) for b, t in secs.items()},
+            "fastest": min(secs, key=secs.get), "chosen": evalcopy.eval_batch(device), "threads": 1}
+
+
+@bench
+def eval_layouts(device="cpu", quick=False):
+    """PGD-2 on 64 random 28 x 28 images at one thread, per architecture: the eval copy in
+    channels-last / in the default layout (both with BN folded). Below 1: channels-last pays,
+    what each model's ``channels_last_on_cpu`` says."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = {}
+    try:
+        torch.manual_seed(0)
+        x, y = torch.rand(64, 1, 28, 28, device=device), torch.randint(0, 10, (64,), device=device)
+        nets = {"smallcnn": models.build_model("smallcnn", "fashion-mnist"),
+                "preactresnet18": models.build_model("preactresnet18", "fashion-mnist"),
+                "wrn-16-4": models.WideResNet(16, 4, in_channels=1), "vgg19": models.build_model("vgg19", "fashion-mnist")}
+        for name, net in nets.items():
+            net = net.to(device).eval()
+            plain = evalcopy.eval_copy(net).to(memory_format=torch.contiguous_format)
+            cl = copy.deepcopy(plain).to(memory_format=torch.channels_last)
+            xc = x.contiguous(memory_format=torch.channels_last)
+            r = timed_pair(lambda: attacks.pgd(cl, xc, y, 0.1, 0.025, 2), lambda: attacks.pgd(plain, x, y, 0.1, 0.025, 2),
+                           repeats=1 if quick else 3)
+            out[name] = {"channels_last_over_default": r["ratio"], "channels_last_on_cpu": net.channels_last_on_cpu}
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
@@ -177,8 +290,8 @@ def landscape_overhead(device="cpu", quick=False):
     model, x, y = _small_trained_model(device)
     data = (x[:512], y[:512])
     alphas = [-1.0, -0.5, 0.0, 0.5, 1.0]
-    kw = dict(eps=0.1, attack_alpha=0.025, attack_steps=10, n=512, batch_size=512)
-    batches = L._batches(data, 512, 512)
+    kw = dict(eps=0.1, attack_alpha=0.025, attack_steps=10, n=512)
+    batches = L._batches(data, 512)
 
     def ours():
         L.landscape_1d(model, data, alphas, k=1, **kw)
