@@ -16,9 +16,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export AWP_DATA ?= $(CURDIR)/data
 
 # Chapter notebooks = the .ipynb files listed in _toc.yml (never _build/, runs/, results/).
-TOC_NOTEBOOKS = $(PY) -c "import pathlib, yaml; \
-f = lambda n: ([n['file']] if 'file' in n else []) + [x for k in ('parts', 'chapters', 'sections') for c in (n.get(k) or []) for x in f(c)]; \
-print(' '.join(p + '.ipynb' for p in f(yaml.safe_load(open('_toc.yml'))) if pathlib.Path(p + '.ipynb').is_file()))"
+TOC_NOTEBOOKS = $(PY) -m awp_lib book-pages --list
 
 .PHONY: help venv sysdeps data widgets book test clean distclean
 
@@ -78,10 +76,13 @@ book: venv sysdeps data widgets $(BOOK_STAMP)
 	@echo "book ($(BOOK_PROFILE)): $(CURDIR)/_build/html/index.html"
 
 # First every run the pages read (awp_lib/book/runlist.py; trained, resumed or skipped, with
-# progress), then the pages, which only read finished runs (AWP_BOOK_RUNS=read).
+# progress), then the pages, which only read finished runs (AWP_BOOK_RUNS=read): executed
+# several at a time, one thread each, into the build's jupyter-cache (awp_lib/book/pages.py),
+# then rendered from it by jupyter-book.
 $(BOOK_STAMP): $(BOOK_INPUTS) $(STAMP) | data widgets
 	rm -f _build/.book-*.stamp
 	$(PY) -m awp_lib book-runs --profile $(BOOK_PROFILE)
+	AWP_PROFILE=$(BOOK_PROFILE) AWP_BOOK_RUNS=read $(PY) -m awp_lib book-pages --profile $(BOOK_PROFILE)
 	AWP_PROFILE=$(BOOK_PROFILE) AWP_BOOK_RUNS=read $(VENV)/bin/jupyter-book build --all .
 	touch $@
 

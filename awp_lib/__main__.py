@@ -6,7 +6,7 @@ import json
 import sys
 
 from . import data, evaluate_cli, landscape, train
-from .book import bench, build, levers, reproduce
+from .book import bench, build, levers, pages, reproduce
 
 
 def cmd_data(args):
@@ -36,7 +36,7 @@ def main(argv=None):
     b.add_argument("--device", default="cpu")
     b.add_argument("--quick", action="store_true", help="fewer repeats")
     b.set_defaults(fn=cmd_bench)
-    for module in (train, landscape, evaluate_cli, reproduce, build, levers):
+    for module in (train, landscape, evaluate_cli, reproduce, build, pages, levers):
         module.register_cli(sub)
     args = p.parse_args(argv)
     try:
@@ -47,7 +47,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except (build.RunsFailed, train.TrainingDiverged) as e:  # diverged or stuck: the message says it all
+    except (build.RunsFailed, pages.PagesFailed, train.TrainingDiverged) as e:  # diverged or stuck: the message says it all
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 

@@ -99,6 +99,9 @@ def html_dir() -> Path:
     env = dict(os.environ, AWP_PROFILE="smoke", AWP_BOOK_RUNS="read")
     # as make book does: every run first, then the pages (which only read finished runs)
     subprocess.run([sys.executable, "-m", "awp_lib", "book-runs", "--profile", "smoke"], cwd=REPO, check=True)
+    # the pages executed several at a time into the build's jupyter-cache, then rendered from it
+    subprocess.run([sys.executable, "-m", "awp_lib", "book-pages", "--profile", "smoke",
+                    "--build-dir", str(out / "_build")], cwd=REPO, env=env, check=True)
     proc = subprocess.run(
         # --all: Sphinx would otherwise skip (not re-execute) notebooks whose source is
         # unchanged, even when awp_lib changed.

@@ -37,7 +37,7 @@ def test_results_go_to_project_root(tmp_path, monkeypatch):
     assert book.load_results("smoke", "ch9")["profile"] == "smoke"
     assert book.run_dir("cpu", "x") == tmp_path / "runs" / "cpu" / "x"
     with pytest.raises(ValueError, match="unknown profile 'gpu'"):
-        book.check_profile("gpu")
+        book.start_page("gpu")
 
 
 def test_figure_slider_links_slider_and_stack():

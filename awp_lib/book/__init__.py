@@ -18,14 +18,14 @@ they are the names below.
 """
 from ..data import project_root
 from .plots import COLORS, SPLIT_STYLES, color_of, fig_png, figure_slider, plot_band, plot_curves, show_source
-from .results import check_profile, load_results, save_results, settings
+from .results import start_page, load_results, save_results, settings
 from .store import load_run_model, pseudo_labels, run_dir, saved_epochs, run_record, run_state, stuck_run, train_run
 from .summaries import (RunFlatness, after_decay, at_epoch, attacks_of, best_last, check_attacks,
                         check_metrics, correlation, decay_epochs, final_numbers, gap_at,
                         landscape_checkpoints, late_stage_start, mean_std, monitor_agreement, paired, stack, summarize)
 
 __all__ = ["project_root", "COLORS", "SPLIT_STYLES", "color_of", "fig_png", "figure_slider", "plot_band",
-           "plot_curves", "show_source", "check_profile", "load_results", "save_results", "settings",
+           "plot_curves", "show_source", "start_page", "load_results", "save_results", "settings",
            "load_run_model", "pseudo_labels", "run_dir", "saved_epochs", "run_record", "run_state", "stuck_run", "train_run",
            "RunFlatness", "after_decay", "at_epoch", "attacks_of", "best_last", "check_attacks",
            "check_metrics", "correlation", "decay_epochs", "landscape_checkpoints", "final_numbers", "gap_at", "late_stage_start", "mean_std",

@@ -11,6 +11,7 @@ import platform
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from ..config import PROFILES
@@ -19,8 +20,12 @@ from ..io import save_text
 from ..validate import check_choice
 
 
-def check_profile(profile: str) -> str:
+def start_page(profile: str) -> str:
+    """The first call of every page: checks ``profile`` and runs torch at one intra-op thread, so
+    that a page's numbers do not depend on the machine's cores (and pages can execute side by
+    side, one core each: ``python -m awp_lib book-pages``)."""
     check_choice("profile", profile, PROFILES)
+    torch.set_num_threads(1)
     return profile
 
 
