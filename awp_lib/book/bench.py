@@ -447,9 +447,9 @@ def cpu_run(device="cpu", quick=False, speed: dict | None = None):
     <= 0.30); one epoch of each method; and the book's cost: every run of ``awp_lib.bookruns`` at
     the measured cost per epoch (scaled per method), per monitor evaluation and per final test
     image, scheduled on 2 and on 8 parallel slots (:func:`makespan`, slowed by the ``--jobs``
-    efficiency measured by :func:`jobs_speedup`), plus the pages' cells as the last cpu build
-    measured them (``_build/cell-times-cpu.json``; on 8 cores assumed no faster). Goals: the book
-    <= 75 min on 2 cores, <= 20 min on 8. ``quick``: a quarter of the epochs. ``speed``: a
+    efficiency measured by :func:`jobs_speedup`), then the pages, one thread each, scheduled the
+    same way at the seconds the last cpu build measured (``_build/cell-times-cpu.json``). Goals:
+    the book <= 75 min on 2 cores, <= 25 min on 8. ``quick``: a quarter of the epochs. ``speed``: a
     :func:`jobs_speedup` result of the same machine (measured here when not given; its quick
     form is dominated by process start-up and compilation, so it is not used for the projection)."""
 
@@ -488,9 +488,12 @@ def cpu_run(device="cpu", quick=False, speed: dict | None = None):
     run_min = [run_seconds(make_config("cpu", **kw), per_epoch, (per_eval_image + per_final_image) / 2, cost) / 60
                for name, kw in bookruns.book_runs("cpu").items() if name not in stuck]
     times = project_root() / "_build" / "cell-times-cpu.json"
-    cells_min = sum(c["seconds"] for nb in json.loads(times.read_text())["notebooks"].values() for c in nb) / 60 \
-        if times.exists() else None
-    on = {n: makespan(run_min, n, speed["efficiency"] if n > 1 else 1.0) + (cells_min or 0.0) for n in (2, 8)}
+    page_min = [sum(c["seconds"] for c in nb) / 60 for nb in json.loads(times.read_text())["notebooks"].values()] \
+        if times.exists() else []
+    cells_min = sum(page_min) if page_min else None
+    # runs, then pages: each scheduled longest first on n slots (one thread each), slowed by --jobs' efficiency
+    on = {n: makespan(run_min, n, speed["efficiency"] if n > 1 else 1.0)
+          + makespan(page_min, n, speed["efficiency"] if n > 1 else 1.0) for n in (2, 8)}
     return {"model": base.model, "width": base.width, "epochs": epochs, "threads": 1, "wall_s": round(wall, 1),
             "train_s": round(t_train, 1), "monitor_s": round(t_monitor, 1), "final_s": round(t_final, 1),
             "eval_fraction": round((t_monitor + t_final) / wall, 3), "goal": "eval_fraction <= 0.30",
@@ -500,8 +503,10 @@ def cpu_run(device="cpu", quick=False, speed: dict | None = None):
             "jobs_efficiency": speed["efficiency"], "book_runs": len(run_min),
             "book_training_core_min": round(sum(run_min), 1),
             "book_cells_min": round(cells_min, 1) if cells_min is not None else "no cpu build measured yet",
+            "book_pages_min_2_cores": round(makespan(page_min, 2, speed["efficiency"]), 1),
+            "book_pages_min_8_cores": round(makespan(page_min, 8, speed["efficiency"]), 1),
             "projected_book_min_2_cores": round(on[2], 1), "projected_book_min_8_cores": round(on[8], 1),
-            "goal_book": "<= 75 min on 2 cores, <= 20 min on 8"}
+            "goal_book": "<= 75 min on 2 cores, <= 25 min on 8"}
 
 
 def run(names=None, device="cpu", quick=False) -> dict:
