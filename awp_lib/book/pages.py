@@ -113,7 +113,7 @@ def execute_page(root: str, page: str, profile: str, limits: dict) -> dict:
     """Execute one page in a worker process (its kernel at one thread, its folder as the working
     directory): ``{"page", "seconds", "cells", "notebook"}`` (the executed notebook as JSON), or
     with ``"error"`` naming the page and the cell."""
-    import nbformat
+    import nbformat  # optional dependency (the pages)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"           # inherited by the kernel
     os.environ["AWP_PROFILE"] = profile
@@ -142,7 +142,7 @@ def execute_page(root: str, page: str, profile: str, limits: dict) -> dict:
 def _store(build: Path, root: Path, page: str, executed: str, seconds: float) -> None:
     """Put an executed page into the jupyter-cache that ``jupyter-book build`` reads
     (``<build>/.jupyter_cache``, where ``<build>`` is ``_build`` of its ``--path-output``)."""
-    import nbformat
+    import nbformat  # optional dependency (the pages)
     from jupyter_cache import get_cache  # optional dependency (the pages)
     from jupyter_cache.base import CacheBundleIn
     get_cache(str(build / ".jupyter_cache")).cache_notebook_bundle(
