@@ -144,7 +144,7 @@ def _store(build: Path, root: Path, page: str, executed: str, seconds: float) ->
     (``<build>/.jupyter_cache``, where ``<build>`` is ``_build`` of its ``--path-output``)."""
     import nbformat  # optional dependency (the pages)
     from jupyter_cache import get_cache  # optional dependency (the pages)
-    from jupyter_cache.base import CacheBundleIn
+    from jupyter_cache.base import CacheBundleIn  # optional dependency (the pages)
     get_cache(str(build / ".jupyter_cache")).cache_notebook_bundle(
         CacheBundleIn(nbformat.reads(executed, as_version=4), str((root / page).resolve()),
                       data={"execution_seconds": seconds}), check_validity=False, overwrite=True)
