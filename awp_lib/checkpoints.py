@@ -38,6 +38,7 @@ from .config import load_saved
 from .config import resolve_device as resolve
 from .data import DATASETS
 from .models import MODELS, NORMALIZE, build_model
+from .runs import RunDir
 from .validate import check_choice, parse_number
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
@@ -175,13 +176,13 @@ class Loaded:
 
 
 def run_config_path(checkpoint) -> Path:
-    return Path(checkpoint).parent.parent / "config.json"
+    """The ``config.json`` of the run a checkpoint ``<run>/checkpoints/X.pt`` would belong to."""
+    return RunDir(Path(checkpoint).parent.parent).config_file
 
 
 def is_run_checkpoint(checkpoint) -> bool:
     """True for ``<run>/checkpoints/X.pt`` with ``<run>/config.json`` beside."""
-    p = Path(checkpoint)
-    return p.parent.name == "checkpoints" and run_config_path(p).is_file()
+    return RunDir.of_checkpoint(checkpoint) is not None
 
 
 def load_run_model(checkpoint):

@@ -10,6 +10,7 @@ from . import data, models
 from .config import Config
 from .distributed import _from_rank0
 from .io import load_torch, save_torch
+from .runs import RunDir
 
 
 def pseudo_label(cfg: Config, splits: data.Splits, device) -> torch.Tensor:
@@ -65,7 +66,7 @@ class MixedLoader:
 def rst_loader(cfg: Config, splits: data.Splits, out, device, augment: str, shard: dict, writer: bool) -> MixedLoader:
     """The RST training batches. The pseudo-labels are read from ``out/pseudo_labels.pt`` if a
     previous (interrupted) run made them; else process 0 makes them, shares them and saves them."""
-    labels_path = out / "pseudo_labels.pt" if out else None
+    labels_path = RunDir(out).pseudo_labels if out else None
     if labels_path is not None and labels_path.exists():
         pseudo = load_torch(labels_path)
     else:

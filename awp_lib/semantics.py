@@ -3,7 +3,8 @@
 A run folder's ``config.json`` says which config was trained; ``training_semantics`` says under
 which version of the training code's *meaning*. When a fix changes what training computes for
 the same config, :data:`TRAINING_SEMANTICS` goes up, and every finished or interrupted run of an
-older version is stale: it is set aside (renamed, never deleted) and trained again, never read.
+older version is stale (:meth:`awp_lib.runs.RunDir.is_stale`): it is set aside (renamed, never
+deleted) and trained again, never read.
 
 Versions:
 
@@ -17,7 +18,6 @@ Versions:
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 TRAINING_SEMANTICS = 3
@@ -31,30 +31,3 @@ def recorded(record: Path) -> int | None:
     if not record.exists():
         return None
     return json.loads(record.read_text()).get(KEY, 1)
-
-
-def folder_version(folder: Path) -> int | None:
-    """The version a run folder was trained or executed under: its ``config.json``'s, else its
-    ``done.json``'s (a suite's notebook folder); None for an empty or missing folder."""
-    for name in ("config.json", "done.json"):
-        version = recorded(Path(folder) / name)
-        if version is not None:
-            return version
-    return None
-
-
-def is_stale(folder: Path) -> bool:
-    """Whether ``folder`` holds a run trained or executed under another version than today's."""
-    version = folder_version(folder)
-    return version is not None and version != TRAINING_SEMANTICS
-
-
-def set_aside(folder: Path, suffix: str | None = None) -> Path:
-    """Rename a stale run folder to ``<name>.stale-v<version>`` (or ``<name>.<suffix>``; with a
-    timestamp if taken) and return the new path; nothing in it is deleted."""
-    folder = Path(folder)
-    target = folder.with_name(f"{folder.name}.{suffix or f'stale-v{folder_version(folder)}'}")
-    if target.exists():
-        target = folder.with_name(f"{target.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    folder.rename(target)
-    return target

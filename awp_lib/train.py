@@ -31,6 +31,7 @@ from .config import Config, config_diff, keys, make_config, resolve_device
 from .evalcopy import chunks, eval_batch, eval_copy
 from .config import parse_value as _parse_value
 from .names import run_name
+from .runs import RunDir
 from .precision import autocast, compiled
 
 # also reachable as train.<name> (the chapters and other modules use them)
@@ -172,31 +173,41 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
 
     ``progress``: ``auto`` (a tqdm bar in a terminal, one line per epoch otherwise), ``bar``,
     ``line`` or ``none``. Under ``torchrun --nproc-per-node N`` each process trains on its share
-    of every batch of ``cfg.batch_size`` (DistributedDataParallel) and process 0 writes the run.
+    of every batch of ``cfg.batch_size`` (DistributedDataParallel) and process 0 writes the run,
+    holding the folder's lock (:meth:`awp_lib.runs.RunDir.training`) for as long as it writes: a
+    second trainer of the same folder fails at once, naming the first (:class:`awp_lib.runs.RunBusy`).
     """
     cfg.validate()
+    if out is None or int(os.environ.get("RANK", "0")) != 0:
+        return _train(cfg, None if out is None else RunDir(out), splits, progress)
+    run = RunDir(out)
+    with run.training():
+        return _train(cfg, run, splits, progress)
+
+
+def _train(cfg: Config, run: RunDir | None, splits, progress) -> list[dict]:
     rank, world, device = distributed(resolve_device(cfg.device))
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} must be a multiple of the {world} torchrun processes")
     writer = rank == 0
     progress = progress if writer else "none"
-    out = Path(out) if out is not None else None
+    out = run.path if run is not None else None
     rows, start, best = [], 0, {"val_robust": -1.0, "epoch": None}
-    if out is not None:
-        stale = semantics.is_stale(out)
+    if run is not None:
+        stale = run.is_stale()
         if stale and writer:  # trained by an older meaning of the code: kept aside, trained again
-            _log(progress, f"{out}: trained under training semantics v{semantics.recorded(out / 'config.json')}, "
-                           f"today's is v{semantics.TRAINING_SEMANTICS}; moved to {semantics.set_aside(out)}")
+            _log(progress, f"{out}: trained under training semantics v{run.version()}, "
+                           f"today's is v{semantics.TRAINING_SEMANTICS}; moved to {run.set_aside()}")
         if stale and world > 1:
             torch.distributed.barrier()
         if writer:
-            (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        saved_cfg = out / "config.json"
-        if saved_cfg.exists():
-            diff = config_diff(json.loads(saved_cfg.read_text()), cfg)
+            run.checkpoints.mkdir(parents=True, exist_ok=True)
+        saved = run.saved_config()
+        if saved is not None:
+            diff = config_diff(saved, cfg)
             if diff and set(diff) <= set(FINAL_KEYS):  # training kept, its final evaluation redone
                 if writer:
-                    _redo_final_evaluation(out, cfg, diff)
+                    _redo_final_evaluation(run, cfg, diff)
                 _log(progress, f"{out}: final evaluation redone with " + ", ".join(
                     f"{k}={b!r} (was {a!r})" for k, (a, b) in diff.items()))
             elif diff:
@@ -205,10 +216,10 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
                                  + ". Use another --out, or delete that folder to start over.")
         elif writer:
             record = {semantics.KEY: semantics.TRAINING_SEMANTICS, "threads": torch.get_num_threads()}
-            save_text(json.dumps({**cfg.to_dict(), **record}, indent=2), saved_cfg)
+            save_text(json.dumps({**cfg.to_dict(), **record}, indent=2), run.config_file)
     ck = None  # the last checkpoint of an interrupted or finished run, read once
-    if out is not None and (out / "checkpoints" / "last.pt").exists():
-        ck = load_torch(out / "checkpoints" / "last.pt")
+    if run is not None and run.checkpoint("last").exists():
+        ck = load_torch(run.checkpoint("last"))
         if ck["epoch"] >= cfg.epochs and final_done(cfg, json.loads(ck["metrics"])):
             # finished: no data, model or pseudo-labels to prepare
             _log(progress, f"{out}: finished ({cfg.epochs} epochs); nothing to do")
@@ -278,7 +289,7 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
             except TrainingDiverged as e:
                 raise TrainingDiverged(
                     f"{e} at epoch {epoch + 1}, batch {i + 1} (lr={lr:g}); "
-                    + (f"the last good checkpoint is {out / 'checkpoints' / 'last.pt'} (epoch {epoch})"
+                    + (f"the last good checkpoint is {run.checkpoint('last')} (epoch {epoch})"
                        if out is not None and epoch > 0 else "no checkpoint was written yet")
                     + ". Try a smaller lr or gamma.") from None
             tot_loss += loss.item() * len(y)
@@ -303,28 +314,31 @@ def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits
         if "val_robust" in row and row["val_robust"] > best["val_robust"]:
             best = {"val_robust": row["val_robust"], "epoch": epoch + 1}
             if out is not None and writer:
-                save_torch({"model": ev.state_dict(), "epoch": epoch + 1}, out / "checkpoints" / "best.pt")
+                save_torch({"model": ev.state_dict(), "epoch": epoch + 1}, run.checkpoint("best"))
         if out is not None and writer:
             if _keep_epoch(cfg, epoch + 1):
-                save_torch({"model": ev.state_dict(), "epoch": epoch + 1}, out / "checkpoints" / f"epoch{epoch + 1}.pt")
-            save_text(json.dumps(rows, indent=1), out / "metrics.json")
-            save_text(metrics_csv(rows), out / "metrics.csv")
+                save_torch({"model": ev.state_dict(), "epoch": epoch + 1}, run.checkpoint(epoch + 1))
+            _save_rows(run, rows)
             averaged = {"trained": model.state_dict(), "average_n": avg.n} if avg.model is not None else {}
             save_torch({"model": ev.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
                         "metrics": json.dumps(rows), "best": json.dumps(best), **averaged},
-                       out / "checkpoints" / "last.pt")
+                       run.checkpoint("last"))
         _report(bar, progress, row, cfg)
         _check_stuck(cfg, rows, splits.num_classes, out)
     if bar is not None:
         bar.close()
     if not final_done(cfg, rows):
-        rows = final_evaluation(cfg, avg.evaluated(model), rows, best, out, splits, device, amp, shard, writer)
-        if out is not None and writer:
-            ck = load_torch(out / "checkpoints" / "last.pt")
-            save_torch({**ck, "metrics": json.dumps(rows)}, out / "checkpoints" / "last.pt")
-            save_text(json.dumps(rows, indent=1), out / "metrics.json")
-            save_text(metrics_csv(rows), out / "metrics.csv")
+        rows = final_evaluation(cfg, avg.evaluated(model), rows, best, run, splits, device, amp, shard, writer)
+        if run is not None and writer:
+            ck = load_torch(run.checkpoint("last"))
+            save_torch({**ck, "metrics": json.dumps(rows)}, run.checkpoint("last"))
+            _save_rows(run, rows)
     return rows
+
+
+def _save_rows(run: RunDir, rows: list[dict]) -> None:
+    save_text(json.dumps(rows, indent=1), run.metrics_file)
+    save_text(metrics_csv(rows), run.metrics_csv)
 
 
 # ----------------------------------------------------------------------------- final evaluation
@@ -333,21 +347,20 @@ FINAL_PARTS = ("train", "val", "test")
 FINAL_KEYS = ("final_attack_steps", "final_train_size", "final_test_size")
 
 
-def _redo_final_evaluation(out: Path, cfg: Config, diff: dict) -> None:
+def _redo_final_evaluation(run: RunDir, cfg: Config, diff: dict) -> None:
     """Record the new final-evaluation keys in ``config.json`` and forget the old final numbers
     (in the metrics and the last checkpoint), so that :func:`train` evaluates again."""
-    saved = json.loads((out / "config.json").read_text())
-    save_text(json.dumps({**saved, **{k: b for k, (_, b) in diff.items()}}, indent=2), out / "config.json")
+    saved = run.saved_config()
+    save_text(json.dumps({**saved, **{k: b for k, (_, b) in diff.items()}}, indent=2), run.config_file)
 
     def forget(rows):
         return [{k: v for k, v in r.items() if not k.startswith("final_") and k != "time_final"} for r in rows]
-    last = out / "checkpoints" / "last.pt"
+    last = run.checkpoint("last")
     if last.exists():
         ck = load_torch(last)
         rows = forget(json.loads(ck["metrics"]))
         save_torch({**ck, "metrics": json.dumps(rows)}, last)
-        save_text(json.dumps(rows, indent=1), out / "metrics.json")
-        save_text(metrics_csv(rows), out / "metrics.csv")
+        _save_rows(run, rows)
 
 
 def final_test_images(cfg: Config) -> int:
@@ -370,7 +383,7 @@ def final_done(cfg: Config, rows: list[dict]) -> bool:
     return cfg.final_attack_steps == 0 or bool(rows) and "final_test_robust_loss" in rows[-1]
 
 
-def final_evaluation(cfg: Config, model, rows, best, out, splits, device, amp, shard, writer) -> list[dict]:
+def final_evaluation(cfg: Config, model, rows, best, run, splits, device, amp, shard, writer) -> list[dict]:
     """Natural and PGD-``final_attack_steps`` accuracy of the best and the last checkpoint on the
     train subset, the validation split and the test split (its first ``final_test_size`` images,
     else all of it), written into their epochs' rows as ``final_<part>_natural``,
@@ -384,8 +397,8 @@ def final_evaluation(cfg: Config, model, rows, best, out, splits, device, amp, s
                for k, v in sets.items()}
     last_state = {k: v.clone() for k, v in model.state_dict().items()}
     targets = {rows[-1]["epoch"]: last_state}
-    if best["epoch"] is not None and best["epoch"] != rows[-1]["epoch"] and out is not None:
-        targets[best["epoch"]] = load_torch(out / "checkpoints" / "best.pt")["model"]
+    if best["epoch"] is not None and best["epoch"] != rows[-1]["epoch"] and run is not None:
+        targets[best["epoch"]] = load_torch(run.checkpoint("best"))["model"]
     label = f"PGD-{cfg.final_attack_steps}"
     for epoch, state in targets.items():
         model.load_state_dict(state)

@@ -12,6 +12,7 @@ import torch
 
 from awp_lib import config, data, precision_check, semantics, train
 from awp_lib.io import load_torch
+from awp_lib.runs import RunDir
 
 # (device, amp) pairs: fp32 and bf16 on the CPU always (bf16 is emulated where it is not native,
 # still exact in its rounding), and on CUDA when present.
@@ -129,11 +130,11 @@ def test_stale_run_is_set_aside_and_retrained(tmp_path):
     del saved[semantics.KEY]
     (out / "config.json").write_text(json.dumps(saved))
     (out / "marker").write_text("trained under v1")
-    assert semantics.is_stale(out)
+    assert RunDir(out).is_stale()
     train.train(cfg, out, progress="none")
     aside = tmp_path / "run.stale-v1"
     assert (aside / "marker").read_text() == "trained under v1"     # kept, not deleted
-    assert not (out / "marker").exists() and not semantics.is_stale(out)
+    assert not (out / "marker").exists() and not RunDir(out).is_stale()
     assert json.loads((out / "config.json").read_text())[semantics.KEY] == semantics.TRAINING_SEMANTICS
     old, new = load_torch(aside / "checkpoints" / "last.pt"), load_torch(out / "checkpoints" / "last.pt")
     assert all(torch.equal(old["model"][k], new["model"][k]) for k in old["model"])  # retrained: same config

@@ -56,7 +56,7 @@ def test_dry_run_lists_the_plan_and_gpu_hours(tmp_path):
     out = subprocess.run([sys.executable, "-m", "awp_lib", "reproduce", "table3", "--profile", "paper", "--dry-run",
                           "--runs-root", str(tmp_path)], capture_output=True, text=True, check=True).stdout
     assert "60 runs, 0 done, 60 to run" in out
-    assert out.count(" todo ") == 60
+    assert out.count(" new ") == 60   # the state words of awp_lib.runs.STATES
     hours = float(out.split("estimated ")[1].split(" GPU-hours")[0])
     assert 50 < hours < 500
     assert not any(tmp_path.iterdir()), "a dry run must not create run folders"
@@ -192,12 +192,12 @@ def test_a_run_executed_elsewhere_is_skipped_and_a_stale_lock_taken_over(tmp_pat
     folder = tmp_path / "smoke" / run.name
     folder.mkdir(parents=True)
     (folder / ".lock").write_text(f"{socket.gethostname()}:{os.getppid()}")   # a live process: ours' parent
-    assert reproduce.status(run, tmp_path).startswith("running (")
+    assert reproduce.status(run, tmp_path).startswith("busy (")
     log = []
     res = reproduce.run_suite("table3", "smoke", seeds=1, only=run.name, runs_root=str(tmp_path), out=log.append)
     assert res["executed"] == [] and any("skipped" in m for m in log)
     (folder / ".lock").write_text(f"{socket.gethostname()}:999999999")        # no such process: stale
-    assert reproduce.status(run, tmp_path) == "todo" and not (folder / ".lock").exists()
+    assert reproduce.status(run, tmp_path) == "new" and not (folder / ".lock").exists()
 
 
 def test_a_run_finished_by_another_process_meanwhile_is_not_executed_again(tmp_path):

@@ -198,3 +198,34 @@ def test_changing_only_the_final_evaluation_keeps_training_and_redoes_the_evalua
     assert all(torch.equal(weights[k], v) for k, v in load_torch(out / "checkpoints" / "last.pt")["model"].items())
     with pytest.raises(ValueError, match="another config.*epochs"):
         T.train(cfg_(epochs=3, final_attack_steps=3, final_test_size=50), out, tiny, progress="none")
+
+
+def test_two_trainings_of_one_folder_the_second_fails_naming_the_first(tmp_path):
+    """train() holds the folder's lock for as long as it writes: a second trainer fails at once,
+    naming the holder, and leaves the folder as it was; a lock of a dead process is taken over."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from awp_lib.runs import RunBusy, RunDir
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "awp_lib", "train", "--profile", "smoke", "--epochs", "6",
+                              "--out", str(out), "--progress", "none"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run = RunDir(out)
+    deadline = time.time() + 120
+    while run.trainer() is None and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    holder = run.trainer()
+    assert holder == f"{socket.gethostname()}:{first.pid}"
+    with pytest.raises(RunBusy, match=f"held by {holder}"):
+        T.train(make_config("smoke", epochs=6), out, progress="none")
+    second = subprocess.run([sys.executable, "-m", "awp_lib", "train", "--profile", "smoke", "--epochs", "6",
+                             "--out", str(out), "--progress", "none"], capture_output=True, text=True)
+    assert second.returncode == 1 and f"error: run folder {out} (training) is held by {holder}" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert first.wait(timeout=300) == 0 and run.trainer() is None and not run.train_lock.exists()
+    assert [r["epoch"] for r in run.rows()] == list(range(1, 7))        # the first run's folder, intact
+    run.train_lock.write_text(f"{socket.gethostname()}:999999999")        # a dead process's lock
+    assert len(T.train(make_config("smoke", epochs=6), out, progress="none")) == 6   # taken over
+    assert not run.train_lock.exists()

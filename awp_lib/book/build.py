@@ -20,14 +20,15 @@ from tqdm.auto import tqdm
 from ..config import PROFILES, Config, default_profile, make_config
 from ..data import TEST_SIZES
 from ..progress import _fmt
+from ..runs import STATES, RunBusy
 from ..train import TrainingStuck, final_test_images, final_train_images
 from ..validate import check_choice
 from . import runlist, store
 
 
 def pending(profile: str) -> dict[str, str]:
-    """State of each of the book's runs: ``done``, ``partial`` (resumes), ``stuck``, ``stale`` or
-    ``new`` (:func:`awp_lib.book.run_state`)."""
+    """State of each of the book's runs, one of :data:`awp_lib.runs.STATES`
+    (:func:`awp_lib.book.run_state`)."""
     return {name: store.run_state(profile, name, kw) for name, kw in runlist.book_runs(profile).items()}
 
 
@@ -84,6 +85,9 @@ def _train_one(profile: str, name: str, overrides: dict) -> dict:
     t0 = time.perf_counter()
     try:
         rows = store.train_run(name, profile, _progress="none", **overrides)
+    except RunBusy as e:  # another process trains it: reported, the others go on
+        return {"run": name, "minutes": (time.perf_counter() - t0) / 60, "busy": True,
+                "error": f"busy: {e}", "traceback": ""}
     except TrainingStuck as e:  # a failure, unless the run demonstrates a collapse (stuck_ok)
         return {"run": name, "minutes": (time.perf_counter() - t0) / 60, "stuck": True,
                 "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
@@ -129,10 +133,11 @@ def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs
     if progress == "bar" or (progress == "auto" and sys.stderr.isatty()):
         bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=title)
         say = tqdm.write
-    count = {s: sum(states[n] == s for n in todo) for s in ("partial", "stuck", "stale", "new")}
+    count = {s: sum(states[n] == s for n in todo) for s in STATES}
     say(f"{title}: {len(runs)} in all, {len(runs) - len(todo)} done, {count['partial']} to resume, "
         f"{count['stuck']} stuck at chance (they fail again), {count['stale']} stale (set aside, trained "
-        f"again), {count['new']} new; {min(jobs, len(todo) or 1)} at a time, one thread each")
+        f"again), {count['busy']} busy (trained by another process now), {count['new']} new; "
+        f"{min(jobs, len(todo) or 1)} at a time, one thread each")
     summary, failed = [], {}
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no inherited threads
     with ProcessPoolExecutor(max_workers=min(jobs, len(todo) or 1), mp_context=ctx) as pool:
@@ -150,6 +155,9 @@ def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs
                 took = f"{60 * r['minutes']:.0f} s" if r["minutes"] < 2 else f"{r['minutes']:.1f} min"
                 if r.get("stuck") and r["run"] in stuck_ok:
                     say(f"[{finished}/{len(todo)}] stopped {r['run']} after {took}, as expected: {r['error']}")
+                elif r.get("busy"):
+                    failed[r["run"]] = r["error"]
+                    say(f"[{finished}/{len(todo)}] skipped {r['run']}, {r['error']}")
                 elif "error" in r:
                     failed[r["run"]] = r["error"]
                     say(f"[{finished}/{len(todo)}] FAILED {r['run']} after {took}: {r['error']}\n{r['traceback']}")

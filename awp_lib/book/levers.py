@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..data import project_root
 from ..io import save_text
+from ..runs import RunDir
 from ..validate import check_choice
 from .build import train_runs
 from .store import run_dir
@@ -71,12 +72,9 @@ def summary(profile: str = "cpu", seeds: int = 3, settings: list[str] | None = N
     for name in settings or list(SETTINGS):
         per_seed = []
         for s in range(seeds):
-            folder = run_dir(profile, f"lever-{name}-s{s}")
-            if (folder / "metrics.json").exists():
-                rows = json.loads((folder / "metrics.json").read_text())
-                epochs = json.loads((folder / "config.json").read_text())["epochs"]
-                if rows and rows[-1]["epoch"] >= epochs:  # finished runs only
-                    per_seed.append(run_levers(rows))
+            run = RunDir(run_dir(profile, f"lever-{name}-s{s}"))
+            if run.finished():  # finished runs only
+                per_seed.append(run_levers(run.rows()))
         if not per_seed:
             continue
         row = {"setting": name, "what": SETTINGS[name][1], "overrides": SETTINGS[name][0], "seeds": len(per_seed),

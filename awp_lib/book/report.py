@@ -1,6 +1,6 @@
 """Replication tables from run folders on disk (chapter 6 and ``reproduce``).
 
-Every run folder holds ``config.json`` and ``metrics.json``; runs that differ only in their
+Every run folder (:class:`awp_lib.runs.RunDir`) holds its config and metrics; runs that differ only in their
 seed form one table row, reported as mean ± std over seeds, in the format of the paper's
 Tables 3-5 (best and last robust and natural accuracy).
 """
@@ -12,6 +12,7 @@ import statistics
 from pathlib import Path
 from types import SimpleNamespace
 
+from ..runs import RunDir
 from .claims import scale_of
 from .summaries import attacks_of, best_last, has_final
 
@@ -66,10 +67,10 @@ def method_label(cfg: dict) -> str:
 
 def run_summary(folder: Path) -> dict | None:
     """Best-by-validation and last test accuracies (%) of one finished run, or None."""
-    cfg_path, met_path = folder / "config.json", folder / "metrics.json"
-    if not (cfg_path.exists() and met_path.exists()):
+    run = RunDir(folder)
+    cfg, rows = run.saved_config(), run.rows()
+    if cfg is None or not rows:
         return None
-    cfg, rows = json.loads(cfg_path.read_text()), json.loads(met_path.read_text())
     if not any("val_robust" in r for r in rows) or rows[-1]["epoch"] < cfg["epochs"]:
         return None  # unfinished
     # the full-strength final evaluation when the run made one (train.final_evaluation), else the monitor's

@@ -27,9 +27,7 @@ import argparse
 import fnmatch
 import json
 import math
-import os
 import signal
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +41,7 @@ from ..config import L2_EPS, Config, config_diff, default_profile, make_config, 
 from ..data import TEST_SIZES, project_root
 from ..io import save_text
 from ..names import run_name
+from ..runs import RunBusy, RunDir
 from ..validate import check_choice
 from . import report
 from .results import save_results
@@ -209,11 +208,11 @@ def check_runs(runs: list[Run], root: Path) -> None:
         if unknown:
             raise ValueError(f"run {r.name}: {r.notebook} has no parameter(s) {sorted(unknown)}; "
                              f"it takes {sorted(declared[r.notebook])}")
-        saved = root / r.config.profile / r.name / "config.json"
-        if r.notebook == RUN_NOTEBOOK and saved.exists():
-            diff = list(config_diff(json.loads(saved.read_text()), r.config))
+        saved = RunDir(root / r.config.profile / r.name)
+        if r.notebook == RUN_NOTEBOOK and saved.saved_config() is not None:
+            diff = list(config_diff(saved.saved_config(), r.config))
             if diff:
-                raise ValueError(f"{saved.parent} holds a run with another config ({', '.join(diff)}); "
+                raise ValueError(f"{saved.path} holds a run with another config ({', '.join(diff)}); "
                                  "use --runs-root to keep both, or delete that folder")
 
 
@@ -247,71 +246,30 @@ def gpu_hours(run: Run) -> float:
 
 # ----------------------------------------------------------------------------- execution
 def status(run: Run, root: Path) -> str:
-    """``done``; ``stale`` (done under older training semantics); ``trained`` (training finished,
-    the notebook not); ``partial (epoch e/E)`` or ``partial`` (interrupted); or ``todo``."""
-    folder = root / run.config.profile / run.name
+    """A state word of :data:`awp_lib.runs.STATES`, with a detail where one helps: ``done``;
+    ``stale`` (done under older training semantics: done again); ``busy (host:pid)`` (another
+    process executes it or trains its folder); ``partial (epoch e/E)`` (its training was
+    interrupted), ``partial (trained, notebook not finished)`` or ``partial`` (its notebook was
+    interrupted); or ``new``."""
+    folder = RunDir(root / run.config.profile / run.name)
     if _done(folder):
         return "done"
-    if semantics.is_stale(folder):
+    if folder.is_stale():
         return "stale"  # trained or executed under older training semantics: done again
-    owner = _lock_owner(folder)
+    owner = folder.executor() or folder.trainer()
     if owner is not None:
-        return f"running ({owner})"
-    train_dir = folder if run.notebook == RUN_NOTEBOOK else None
-    if train_dir is not None and (train_dir / "metrics.json").exists():
-        rows = json.loads((train_dir / "metrics.json").read_text())
-        epoch = rows[-1]["epoch"] if rows else 0
-        return "trained" if epoch >= run.config.epochs else f"partial (epoch {epoch}/{run.config.epochs})"
-    return "partial" if (folder / "notebook.ipynb").exists() else "todo"
+        return f"busy ({owner})"
+    rows = folder.rows() if run.notebook == RUN_NOTEBOOK else []
+    if rows:
+        epoch = rows[-1]["epoch"]
+        return ("partial (trained, notebook not finished)" if epoch >= run.config.epochs
+                else f"partial (epoch {epoch}/{run.config.epochs})")
+    return "partial" if folder.notebook.exists() else "new"
 
 
-def _done(folder: Path) -> bool:
+def _done(folder: RunDir) -> bool:
     """Executed to the end under today's training semantics."""
-    return semantics.recorded(folder / "done.json") == semantics.TRAINING_SEMANTICS
-
-
-class RunLocked(RuntimeError):
-    """Another process is executing this run."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _lock_owner(folder: Path) -> str | None:
-    """``host:pid`` of the process executing the run in ``folder``, or None (a stale lock of a dead
-    process on this host is removed)."""
-    lock = folder / ".lock"
-    try:
-        owner = lock.read_text().strip()
-    except FileNotFoundError:
-        return None
-    host, _, pid = owner.partition(":")
-    if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
-        lock.unlink(missing_ok=True)
-        return None
-    return owner
-
-
-def _take_lock(folder: Path) -> Path:
-    lock = folder / ".lock"
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            owner = _lock_owner(folder)
-            if owner is None:
-                continue  # it was stale and is gone
-            raise RunLocked(f"{folder.name} is being executed by {owner} (delete {lock} if that process is gone)") from None
-        os.write(fd, f"{socket.gethostname()}:{os.getpid()}".encode())
-        os.close(fd)
-        return lock
+    return semantics.recorded(folder.done_file) == semantics.TRAINING_SEMANTICS
 
 
 def execute_run(run: Run, root: str, gpus: int = 1, log_output: bool = True) -> dict:
@@ -323,26 +281,24 @@ def execute_run(run: Run, root: str, gpus: int = 1, log_output: bool = True) -> 
     """
     import papermill as pm  # optional dependency (the suites)
     root = Path(root)
-    folder = root / run.config.profile / run.name
-    if semantics.is_stale(folder):  # trained or executed under older semantics: set aside, redone
-        semantics.set_aside(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = RunDir(root / run.config.profile / run.name)
+    if folder.is_stale():  # trained or executed under older semantics: set aside, redone
+        folder.set_aside()
+    folder.path.mkdir(parents=True, exist_ok=True)
     params = dict(run.parameters)
     if run.notebook == RUN_NOTEBOOK:
         params.update(runs_root=str(root), gpus=gpus)
-    lock = _take_lock(folder)   # two suites (or a suite and a Slurm job) never execute one run at once
-    try:
+    # two suites (or a suite and a Slurm job) never execute one run at once
+    with folder.executing():
         if _done(folder):  # finished by another process since this one listed it
-            return {**json.loads((folder / "done.json").read_text()), "already_done": True}
+            return {**json.loads(folder.done_file.read_text()), "already_done": True}
         t0 = time.time()
-        pm.execute_notebook(str(project_root() / run.notebook), str(folder / "notebook.ipynb"), parameters=params,
+        pm.execute_notebook(str(project_root() / run.notebook), str(folder.notebook), parameters=params,
                             kernel_name="python3", cwd=str(project_root() / "book"), log_output=log_output,
                             progress_bar=False, request_save_on_cell_execute=True)
-    finally:
-        lock.unlink(missing_ok=True)
     info = {"run": run.name, "notebook": run.notebook, "parameters": params, "seconds": time.time() - t0,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"), semantics.KEY: semantics.TRAINING_SEMANTICS}
-    save_text(json.dumps(info, indent=1), folder / "done.json")
+    save_text(json.dumps(info, indent=1), folder.done_file)
     return info
 
 
@@ -398,7 +354,7 @@ def run_suite(suite: str, profile: str, overrides: dict | None = None, seeds: in
         out(f"[{i}/{len(batch)}] {r.name}: executing {r.notebook} ({states[r.name]})")
         try:
             info = execute_run(r, str(root), gpus, log_output)
-        except RunLocked as e:
+        except RunBusy as e:
             out(f"[{i}/{len(batch)}] {r.name}: skipped, {e}")
             continue
         except KeyboardInterrupt:
@@ -406,7 +362,7 @@ def run_suite(suite: str, profile: str, overrides: dict | None = None, seeds: in
             raise
         except Exception as e:  # one failed run does not stop the others; KeyboardInterrupt does
             failed[r.name] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-            out(f"[{i}/{len(batch)}] {r.name}: FAILED ({failed[r.name]}); see {root / profile / r.name / 'notebook.ipynb'}")
+            out(f"[{i}/{len(batch)}] {r.name}: FAILED ({failed[r.name]}); see {RunDir(root / profile / r.name).notebook}")
             continue
         if info.get("already_done"):
             out(f"[{i}/{len(batch)}] {r.name}: finished meanwhile by another process")
@@ -456,7 +412,7 @@ def aggregate_suite(s: Suite, runs: list[Run], root: Path, profile: str, out=pri
         lines += ["", f"{missing} of the suite's {len(names)} training runs are not finished (absent above)."]
     if s.kind == "figure":
         lines += ["", "The figures are in the executed chapter 3 notebooks: "
-                  + ", ".join(f"`runs/{profile}/{r.name}/notebook.ipynb`" for r in runs)]
+                  + ", ".join(f"`runs/{profile}/{r.name}/{RunDir.NOTEBOOK}`" for r in runs)]
     text = "\n".join(lines) + "\n"
     jpath = save_results(profile, f"reproduce-{s.name}", {
         "suite": s.name, "runs": [r.name for r in runs],

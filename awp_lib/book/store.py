@@ -15,7 +15,7 @@ from ..checkpoints import load_run_model as load_checkpoint_model
 from ..config import config_diff, load_saved, make_config
 from ..data import NUM_CLASSES, project_root
 from ..io import load_torch
-from ..semantics import is_stale, set_aside
+from ..runs import RunDir
 from ..train import FINAL_KEYS, TrainingStuck, final_done, final_test_images, stuck_at_chance, train
 from . import runlist
 
@@ -26,23 +26,27 @@ def run_dir(profile: str, name: str, root: str | os.PathLike | None = None) -> P
 
 
 def run_state(profile: str, name: str, overrides: dict | None = None) -> str:
-    """``done`` (trained to its last epoch, final evaluation made), ``partial`` (interrupted, or
-    its final evaluation is missing or asked for with other settings: it resumes), ``stuck``
-    (stopped at chance, :func:`awp_lib.train.stuck_at_chance`: it fails again at once), ``stale``
-    (trained under older training semantics, or, with ``overrides``, under another config than
-    theirs beyond the final evaluation's keys: it is set aside and trained again) or ``new``.
-    With ``overrides``, a finished run counts as done only for that config."""
-    d = run_dir(profile, name)
-    last = d / "checkpoints" / "last.pt"
-    trained = (d / "config.json").exists()
-    if is_stale(d) or trained and overrides is not None and _trained_otherwise(d, make_config(profile, **overrides)):
+    """One of :data:`awp_lib.runs.STATES`: ``done`` (trained to its last epoch, final evaluation
+    made), ``partial`` (interrupted, or its final evaluation is missing or asked for with other
+    settings: it resumes), ``stuck`` (stopped at chance, :func:`awp_lib.train.stuck_at_chance`: it
+    fails again at once), ``stale`` (trained under older training semantics, or, with
+    ``overrides``, under another config than theirs beyond the final evaluation's keys: it is set
+    aside and trained again), ``busy`` (a live process is training it now) or ``new``. With
+    ``overrides``, a finished run counts as done only for that config."""
+    run = RunDir(run_dir(profile, name))
+    if run.trainer() is not None:
+        return "busy"
+    saved = run.saved_config()
+    if run.is_stale() or saved is not None and overrides is not None and _trained_otherwise(
+            run, make_config(profile, **overrides)):
         return "stale"
+    last = run.checkpoint("last")
     if not last.exists():
         return "new"
-    saved = json.loads((d / "config.json").read_text()) if (d / "config.json").exists() else {}
+    saved = saved or {}
     ck = load_torch(last)
     if ck["epoch"] < saved.get("epochs", float("inf")):
-        cfg = load_saved(d / "config.json")
+        cfg = load_saved(run.config_file)
         stuck = stuck_at_chance(cfg, json.loads(ck["metrics"]), NUM_CLASSES[cfg.dataset])
         return "partial" if stuck is None else "stuck"
     if overrides is not None:
@@ -52,13 +56,13 @@ def run_state(profile: str, name: str, overrides: dict | None = None) -> str:
     return "done"
 
 
-def _trained_otherwise(folder: Path, cfg) -> dict:
-    """The training keys (not the final evaluation's) on which the run in ``folder`` differs from
+def _trained_otherwise(run: RunDir, cfg) -> dict:
+    """The training keys (not the final evaluation's) on which the run in ``run`` differs from
     ``cfg``: ``{key: (saved, asked)}``, empty when it has none or no config yet."""
-    saved = folder / "config.json"
-    if not saved.exists():
+    saved = run.saved_config()
+    if saved is None:
         return {}
-    diff = config_diff(json.loads(saved.read_text()), cfg)
+    diff = config_diff(saved, cfg)
     return {k: v for k, v in diff.items() if k not in FINAL_KEYS}
 
 
@@ -87,8 +91,9 @@ def train_run(name: str, profile: str, _progress: str | None = None, _root: str 
             raise RuntimeError(f"run {name!r} is not finished: run `python -m awp_lib book-runs "
                                f"--profile {profile}` first (make book does)")
     folder = run_dir(profile, name, _root)
-    if os.environ.get("AWP_BOOK_RUNS") != "read" and _trained_otherwise(folder, cfg):
-        set_aside(folder, "other-config")  # the run list changed: kept aside, trained again
+    run = RunDir(folder)
+    if os.environ.get("AWP_BOOK_RUNS") != "read" and run.trainer() is None and _trained_otherwise(run, cfg):
+        run.set_aside("other-config")  # the run list changed: kept aside, trained again
     # a page reading a finished run prints nothing; a run that trains prints one line per epoch
     quiet = profile == "smoke" or os.environ.get("AWP_BOOK_RUNS") == "read"
     progress = _progress or ("none" if quiet else "line")
@@ -109,8 +114,8 @@ def stuck_run(name: str, profile: str, **overrides) -> tuple[list[dict], str | N
             return train_run(name, profile, **overrides), None
         except TrainingStuck:
             pass
-    rows = json.loads((folder / "metrics.json").read_text())
-    cfg = load_saved(folder / "config.json")
+    rows = RunDir(folder).rows()
+    cfg = load_saved(RunDir(folder).config_file)
     why = stuck_at_chance(cfg, rows, NUM_CLASSES[cfg.dataset])
     return rows, (None if why is None else f"stuck at chance at epoch {rows[-1]['epoch']}: {why}")
 
@@ -118,7 +123,7 @@ def stuck_run(name: str, profile: str, **overrides) -> tuple[list[dict], str | N
 def pseudo_labels(profile: str, name: str):
     """The pseudo-labels of the unlabelled pool that the RST run ``name`` trained with (it made
     them with its standard labeller and kept them in its folder)."""
-    path = run_dir(profile, name) / "pseudo_labels.pt"
+    path = RunDir(run_dir(profile, name)).pseudo_labels
     if not path.exists():
         raise RuntimeError(f"run {name!r} has no pseudo-labels ({path}): train it first, "
                            f"python -m awp_lib book-runs --profile {profile} --only {name}")
@@ -127,29 +132,28 @@ def pseudo_labels(profile: str, name: str):
 
 def saved_epochs(profile: str, name: str) -> list[int]:
     """The epochs whose checkpoints run ``name`` keeps (``epochN.pt``: ten evenly spaced)."""
-    folder = run_dir(profile, name) / "checkpoints"
-    return sorted(int(p.stem[len("epoch"):]) for p in folder.glob("epoch*.pt"))
+    return RunDir(run_dir(profile, name)).saved_epochs()
 
 
 def load_run_model(name: str, profile: str, which: str | int = "last", root: str | None = None):
     """The model of run ``runs/<profile>/<name>`` (under ``root`` if given) at checkpoint ``which``:
     ``last``, ``best``, ``epochN``, or an epoch number (its ``epochN.pt``, else ``last`` or ``best``
     if it is theirs), in eval mode."""
-    folder = run_dir(profile, name, root) / "checkpoints"
+    run = RunDir(run_dir(profile, name, root))
     if isinstance(which, int):
-        kept = [f"epoch{which}", "last", "best"]
-        which = next((k for k in kept if (folder / f"{k}.pt").exists()
-                      and (k.startswith("epoch") or load_torch(folder / f"{k}.pt")["epoch"] == which)), None)
+        epoch = which
+        which = next((k for k in (epoch, "last", "best") if run.checkpoint(k).exists()
+                      and (k == epoch or load_torch(run.checkpoint(k))["epoch"] == epoch)), None)
         if which is None:
-            raise ValueError(f"run {name!r} keeps no checkpoint of epoch {kept[0][5:]}: "
-                             f"epochs {saved_epochs(profile, name)}, last and best")
-    return load_checkpoint_model(folder / f"{which}.pt")[0].eval()
+            raise ValueError(f"run {name!r} keeps no checkpoint of epoch {epoch}: "
+                             f"epochs {run.saved_epochs()}, last and best")
+    return load_checkpoint_model(run.checkpoint(which))[0].eval()
 
 
 def run_record(profile: str, name: str) -> dict:
     """What a finished run was trained and measured with: precision (``amp``), intra-op threads,
     training semantics, and the number of test images of its final evaluation."""
-    path = run_dir(profile, name) / "config.json"
+    path = RunDir(run_dir(profile, name)).config_file
     saved, cfg = json.loads(path.read_text()), load_saved(path)
     return {"precision": "fp32" if cfg.amp == "none" else cfg.amp, "threads_per_run": saved.get("threads"),
             "training_semantics": saved.get("training_semantics", 1),

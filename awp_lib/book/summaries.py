@@ -3,7 +3,6 @@
 the cheap per-epoch monitor picks the epoch a strong attack would (:func:`monitor_agreement`)."""
 from __future__ import annotations
 
-import json
 import statistics
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 from .. import data, landscape
 from ..checkpoints import load_run_model
 from ..config import load_saved, resolve_device
+from ..runs import RunDir
 from ..train import robust_accuracy
 from .store import run_dir, saved_epochs
 
@@ -185,8 +185,9 @@ def monitor_agreement(profile: str, name: str, steps: int = 20) -> dict:
     one selects among them, and their rank correlation (Spearman)."""
 
     d = run_dir(profile, name)
-    cfg = load_saved(d / "config.json")
-    rows = {r["epoch"]: r for r in json.loads((d / "metrics.json").read_text()) if "val_robust" in r}
+    run = RunDir(d)
+    cfg = load_saved(run.config_file)
+    rows = {r["epoch"]: r for r in run.rows() if "val_robust" in r}
     epochs = [e for e in saved_epochs(profile, name) if e in rows]
     if len(epochs) < 2:
         raise ValueError(f"{name}: {len(epochs)} saved checkpoint(s) the monitor evaluated; need 2 or more")
@@ -195,7 +196,7 @@ def monitor_agreement(profile: str, name: str, steps: int = 20) -> dict:
     loader = data.Loader(*splits.val, 512, device=device)
     strong = {}
     for e in epochs:
-        model = load_run_model(d / "checkpoints" / f"epoch{e}.pt")[0].to(device)
+        model = load_run_model(run.checkpoint(e))[0].to(device)
         torch.manual_seed(cfg.seed)
         strong[e] = robust_accuracy(model, loader, cfg, steps)[1]
     weak = {e: rows[e]["val_robust"] for e in epochs}
@@ -228,7 +229,7 @@ class RunFlatness:
     def __call__(self, name: str, which: str = "last") -> dict:
         if (name, which) not in self.measured:
             s, cfg = self.s, self.cfg
-            model = load_run_model(run_dir(self.profile, name) / "checkpoints" / f"{which}.pt")[0]
+            model = load_run_model(RunDir(run_dir(self.profile, name)).checkpoint(which))[0]
             self.measured[name, which] = landscape.flatness(
                 model.to(self.device), self.data, alpha0=s["alpha0"], k=s["k"], gamma=s["gamma"],
                 awp_steps=s["awp_steps"], seed=0, eps=cfg.eps, attack_alpha=cfg.alpha,

@@ -1,0 +1,212 @@
+"""A run folder: its layout, its reads, its version and its lock, in one place.
+
+A training run writes into one folder (``runs/<profile>/<name>/`` in the book and the suites,
+any ``--out`` on the command line)::
+
+    config.json        the config trained, with the training-semantics version and the threads
+    metrics.json/.csv  one row per epoch (written atomically every epoch)
+    checkpoints/       last.pt (to resume), best.pt (by validation), epochN.pt (ten, evenly spaced)
+    pseudo_labels.pt   RST only: the labels of the unlabelled pool
+    notebook.ipynb     a suite's run only: the executed notebook, and done.json when it finished
+    landscape/, evaluate/  what the landscape and evaluate commands wrote about its checkpoints
+
+:class:`RunDir` is the only module that spells these names. :meth:`RunDir.training` is the
+exclusive lock :func:`awp_lib.train.train` holds for as long as it writes the folder: a second
+trainer of the same folder fails at once with :class:`RunBusy`, naming the holder (host and
+pid); a lock left by a dead process on this host is taken over. The lock file lies beside the
+folder (``.<name>.train-lock``), so that setting a stale folder aside keeps it.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from . import semantics
+
+
+# Where a run folder stands, in every listing (book-runs --list, reproduce --dry-run, the pages):
+# done; partial (interrupted, or its final evaluation or notebook still to do: it resumes); stuck
+# (stopped at chance: it fails again); stale (older training semantics or another config: set
+# aside, trained again); busy (a live process holds its lock); new.
+STATES = ("done", "partial", "stuck", "stale", "busy", "new")
+
+
+class RunBusy(RuntimeError):
+    """Another live process holds the run folder's lock."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _holder(lock: Path) -> str | None:
+    """``host:pid`` holding ``lock``, or None (a lock of a dead process on this host is removed)."""
+    try:
+        owner = lock.read_text().strip()
+    except FileNotFoundError:
+        return None
+    host, _, pid = owner.partition(":")
+    if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+        lock.unlink(missing_ok=True)
+        return None
+    return owner or "an unknown process"
+
+
+@contextlib.contextmanager
+def exclusive(lock: Path, what: str):
+    """Hold ``lock`` (created exclusively, holding ``host:pid``) within the block; :class:`RunBusy`
+    naming the holder if a live process has it."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            owner = _holder(lock)
+            if owner is None:
+                continue  # it was stale and is gone
+            raise RunBusy(f"{what} is held by {owner} (delete {lock} if that process is gone)") from None
+    try:
+        os.write(fd, f"{socket.gethostname()}:{os.getpid()}".encode())
+    finally:
+        os.close(fd)
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+class RunDir:
+    """One run folder (see the module doc)."""
+
+    CONFIG = "config.json"
+    METRICS = "metrics.json"
+    METRICS_CSV = "metrics.csv"
+    CHECKPOINTS = "checkpoints"
+    PSEUDO_LABELS = "pseudo_labels.pt"
+    NOTEBOOK = "notebook.ipynb"
+    DONE = "done.json"
+    NOTEBOOK_LOCK = ".lock"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # ----- layout
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.path / self.METRICS_CSV
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / self.CHECKPOINTS
+
+    @property
+    def pseudo_labels(self) -> Path:
+        return self.path / self.PSEUDO_LABELS
+
+    @property
+    def notebook(self) -> Path:
+        return self.path / self.NOTEBOOK
+
+    @property
+    def done_file(self) -> Path:
+        return self.path / self.DONE
+
+    def checkpoint(self, which: str | int = "last") -> Path:
+        """``checkpoints/<which>.pt``: ``last``, ``best``, ``epochN``, or an epoch number (its ``epochN.pt``)."""
+        return self.checkpoints / (f"epoch{which}.pt" if isinstance(which, int) else f"{which}.pt")
+
+    def saved_epochs(self) -> list[int]:
+        """The epochs whose ``epochN.pt`` the run keeps."""
+        return sorted(int(p.stem[len("epoch"):]) for p in self.checkpoints.glob("epoch*.pt"))
+
+    @staticmethod
+    def of_checkpoint(checkpoint: str | os.PathLike) -> RunDir | None:
+        """The run folder holding ``<run>/checkpoints/X.pt`` (with its ``config.json``), else None."""
+        p = Path(checkpoint)
+        run = RunDir(p.parent.parent)
+        return run if p.parent.name == RunDir.CHECKPOINTS and run.config_file.is_file() else None
+
+    # ----- reads
+    def saved_config(self) -> dict | None:
+        """``config.json`` as written (with its records), or None before the first epoch."""
+        return json.loads(self.config_file.read_text()) if self.config_file.exists() else None
+
+    def rows(self) -> list[dict]:
+        """The per-epoch metrics (empty before the first epoch)."""
+        return json.loads(self.metrics_file.read_text()) if self.metrics_file.exists() else []
+
+    def finished(self) -> bool:
+        """Trained to its last epoch (by its metrics and config)."""
+        cfg, rows = self.saved_config(), self.rows()
+        return cfg is not None and bool(rows) and rows[-1]["epoch"] >= cfg["epochs"]
+
+    # ----- version
+    def version(self) -> int | None:
+        """The training-semantics version it was trained (``config.json``) or executed
+        (``done.json``, a suite's notebook folder) under; None for an empty or missing folder."""
+        for record in (self.config_file, self.done_file):
+            version = semantics.recorded(record)
+            if version is not None:
+                return version
+        return None
+
+    def is_stale(self) -> bool:
+        """Trained or executed under another version than today's."""
+        version = self.version()
+        return version is not None and version != semantics.TRAINING_SEMANTICS
+
+    def set_aside(self, suffix: str | None = None) -> Path:
+        """Rename the folder to ``<name>.stale-v<version>`` (or ``<name>.<suffix>``; with a
+        timestamp if taken) and return the new path; nothing in it is deleted."""
+        target = self.path.with_name(f"{self.name}.{suffix or f'stale-v{self.version()}'}")
+        if target.exists():
+            target = self.path.with_name(f"{target.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        self.path.rename(target)
+        return target
+
+    # ----- locks
+    @property
+    def train_lock(self) -> Path:
+        return self.path.with_name(f".{self.name}.train-lock")
+
+    def training(self):
+        """The exclusive lock of training this folder (a context manager; :class:`RunBusy`)."""
+        return exclusive(self.train_lock, f"run folder {self.path} (training)")
+
+    def trainer(self) -> str | None:
+        """``host:pid`` of the live process training this folder, or None."""
+        return _holder(self.train_lock)
+
+    def executing(self):
+        """The exclusive lock of executing a suite's notebook in this folder."""
+        return exclusive(self.path / self.NOTEBOOK_LOCK, f"run {self.name} (notebook)")
+
+    def executor(self) -> str | None:
+        """``host:pid`` of the live process executing this folder's notebook, or None."""
+        return _holder(self.path / self.NOTEBOOK_LOCK)
