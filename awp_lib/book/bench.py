@@ -198,6 +198,44 @@ def eval_layouts(device="cpu", quick=False):
     return out
 
 
+@bench
+def train_channels_last(device="cpu", quick=False):
+    """The ``cpu`` preset's compiled training step (AT and AT-AWP at γ = 1e-2, batch 64, one
+    thread) over one epoch of its 1,000 images: channels-last memory / the default layout.
+    Above 1 for AT-AWP on this project's CPU, so the preset trains in the default layout."""
+    from ..precision import compiled
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    s = data.get_splits("fashion-mnist", 1000, 1000, None, 0)
+    out = {}
+    try:
+        for gamma in (0.0, 1e-2):
+            secs = {}
+            for cl in (False, True):
+                cfg = make_config("cpu", channels_last=cl, awp_gamma=gamma, device=device)
+                torch.manual_seed(0)
+                model = models.build_model("smallcnn", "fashion-mnist", 16).to(device)
+                model = model.to(memory_format=torch.channels_last) if cl else model
+                opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+                net, awp = compiled(model, device), (AWP(model, gamma) if gamma else None)
+                batches = list(data.Loader(*s.train, 64, True, "none", 0, device, channels_last=cl))
+                model.train()
+                ts = []
+                for r in range(2 if quick else 4):  # the first pass compiles
+                    t0 = time.perf_counter()
+                    for x, y in batches:
+                        train_step(net, opt, methods.get("at"), cfg, x, y, awp)
+                    ts.append(time.perf_counter() - t0)
+                secs[cl] = statistics.median(ts[1:])
+            out["at-awp" if gamma else "at"] = {"ratio": round(secs[True] / secs[False], 3),
+                                                "channels_last_s": round(secs[True], 2),
+                                                "default_s": round(secs[False], 2)}
+    finally:
+        torch.set_num_threads(threads)
+    return {**out, "what": "one epoch (16 steps) of the compiled step; ratio = channels-last / default",
+            "preset_channels_last": make_config("cpu").channels_last}
+
+
 class ProxyAWP:
     """The official code's AWP (``utils_awp.AdvWeightPerturb``), kept here only as a benchmark peer:
     a deep-copied proxy model, ``load_state_dict`` every batch, one SGD ascent step on the proxy,
