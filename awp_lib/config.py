@@ -226,7 +226,7 @@ PRESETS = {
                   eps=0.1, attack_steps=3, epochs=2, batch_size=64, lr=0.05, eval_attack_steps=3,
                   eval_train_size=200, pseudo_epochs=1, final_attack_steps=5),
     # cpu: the miniature where AT overfits robustly, chosen on AT's validation curves alone (the lever
-    # study, awp_lib.levers and chapter 2): a SmallCNN of width 16 on 1,000 Fashion-MNIST images,
+    # study, awp_lib.book.levers and chapter 2): a SmallCNN of width 16 on 1,000 Fashion-MNIST images,
     # PGD-3 (step 0.04) at eps = 0.1, batch 64, 100 epochs with decays after epochs 20 and 80 (1,600
     # SGD steps, 1,280 after the first decay). fp32 on every CPU: bf16 is several times slower where
     # it is emulated, and its numbers would differ from one CPU to the next.

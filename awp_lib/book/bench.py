@@ -482,7 +482,7 @@ def jobs_speedup(device="cpu", quick=False):
 def cpu_run(device="cpu", quick=False, speed: dict | None = None):
     """One ``cpu``-preset AT run at one thread (as ``book-runs`` trains each), timed: training vs
     evaluation (per-epoch monitor + the final PGD-20 of best and last), ``eval_fraction`` (goal
-    <= 0.30); one epoch of each method; and the book's cost: every run of ``awp_lib.bookruns`` at
+    <= 0.30); one epoch of each method; and the book's cost: every run of ``awp_lib.book.runlist`` at
     the measured cost per epoch (scaled per method), per monitor evaluation and per final test
     image, scheduled on 2 and on 8 parallel slots (:func:`makespan`, slowed by the ``--jobs``
     efficiency measured by :func:`jobs_speedup`), then the pages, one thread each, scheduled the

@@ -2,7 +2,7 @@
 
 Robust overfitting grows with capacity relative to the data, with the epochs spent after the
 first learning-rate decay, with a smaller learning rate after it and with less weight decay
-(Rice et al.; ``shared/reference/awp.md`` §8). Each setting of :data:`SETTINGS` changes some of
+(Rice et al. 2020). Each setting of :data:`SETTINGS` changes some of
 these on the ``cpu`` preset and trains AT only, over several seeds; :func:`summary` reads each
 run's *validation* curve (the per-epoch monitor: PGD on the held-out split) and its training
 robust accuracy: best → last, the fall after the best epoch, how far train robust accuracy

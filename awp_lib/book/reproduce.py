@@ -11,7 +11,7 @@ runs), and for a training run its ``config.json``, metrics and checkpoints.
 again and its training resumes from its last checkpoint (``awp_lib.train``). Runs are named by
 their config exactly as the chapters name theirs, so a suite reuses the chapters' runs and the
 chapters reuse a suite's. The results are aggregated into the replication-report tables
-(``awp_lib.report``; chapter 6 reads the same folders) and written to
+(``awp_lib.book.report``; chapter 6 reads the same folders) and written to
 ``results/<profile>/reproduce-<suite>.json`` and ``.md``.
 
 At ``smoke`` and ``cpu`` the suites run their miniature: Fashion-MNIST (the only dataset on

@@ -1,0 +1,50 @@
+"""Every ``awp_lib.…`` named in the repository resolves, and nothing cites a file outside it."""
+import importlib
+import re
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NAME = re.compile(r"\bawp_lib(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+TEXT = (".py", ".ipynb", ".md", ".yaml", ".yml", ".toml", ".sh", ".cfg", ".txt")
+
+
+def _tracked():
+    out = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return [REPO / p for p in out.split() if p.endswith(TEXT) or p == "Makefile"]
+
+
+def _resolves(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+def test_every_awp_lib_name_resolves():
+    bad = []
+    for path in _tracked():
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            for name in NAME.findall(line):
+                name = name.rstrip(".")
+                if name.endswith((".py", ".ipynb", ".yaml")):  # a file path written with dots
+                    continue
+                if not _resolves(name):
+                    bad.append(f"{path.relative_to(REPO)}:{n}: {name}")
+    assert not bad, "names that point nowhere:\n" + "\n".join(sorted(set(bad)))
+
+
+def test_nothing_cites_a_file_outside_the_repository():
+    bad = [f"{p.relative_to(REPO)}:{n}" for p in _tracked() if p.name != "test_names.py"
+           for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+           if "shared/reference" in line or "../shared" in line]
+    assert not bad, "citations of files outside the repository: " + ", ".join(bad)
