@@ -3,6 +3,4 @@
 Modules: ``data`` (datasets, splits, loaders), ``models`` (normalisation inside, inputs in
 [0, 1]), ``attacks`` (Eq. 13-14, CW), ``evaluate`` (the evaluation battery), ``bench``.
 """
-from . import evaluate  # noqa: F401  (callable: awp_lib.evaluate(model, loader, eps, norm, attacks=...))
-
 __version__ = "0.1.0"

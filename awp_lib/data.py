@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .validate import check_choice  # noqa: F401 (data.check_choice: its old home)
+from .validate import check_choice
 
 DATASETS = ("fashion-mnist", "cifar10", "cifar100", "svhn")
 NUM_CLASSES = {"fashion-mnist": 10, "cifar10": 10, "cifar100": 100, "svhn": 10}

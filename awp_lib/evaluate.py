@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import types
 
 import torch
 from tqdm import tqdm
@@ -108,14 +107,3 @@ def _bar(progress, loader, max_batches, desc):
     total = len(loader) if hasattr(loader, "__len__") else None
     total = min(total, max_batches) if total is not None and max_batches is not None else total
     return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, leave=False)
-
-
-class _CallableModule(types.ModuleType):
-    """``awp_lib.evaluate(model, loader, eps, ...)`` calls :func:`evaluate`, while
-    ``awp_lib.evaluate.default_alpha`` and the rest of this module stay reachable."""
-
-    def __call__(self, *args, **kwargs):
-        return evaluate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

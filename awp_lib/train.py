@@ -28,18 +28,16 @@ from . import attacks, data, methods, models, semantics
 from .averaging import WeightAverage
 from .awp import AWP
 from .config import Config, config_diff, keys, make_config, resolve_device
-from .evalcopy import chunks, eval_batch, eval_copy
 from .config import parse_value as _parse_value
+from .distributed import _mean_over_processes, _sum_over_processes, distributed
+from .evalcopy import chunks, eval_batch, eval_copy
+from .io import load_torch, metrics_csv, save_text, save_torch
 from .names import run_name
-from .runs import RunDir
 from .precision import autocast, compiled
-
-# also reachable as train.<name> (the chapters and other modules use them)
-from .distributed import _from_rank0, _mean_over_processes, _sum_over_processes, distributed  # noqa: F401
-from .io import atomic_write, load_torch, metrics_csv, save_text, save_torch  # noqa: F401
-from .progress import _bar, _fmt, _log, _report  # noqa: F401
-from .regularizers import cutout, mixup, weight_penalty  # noqa: F401
-from .rst import MixedLoader, pseudo_label, rst_loader  # noqa: F401
+from .progress import _bar, _log, _report
+from .regularizers import cutout, mixup, weight_penalty
+from .rst import rst_loader
+from .runs import RunDir
 
 
 class TrainingDiverged(RuntimeError):

@@ -105,7 +105,7 @@ def test_evaluate_battery(trained_cnn, fmnist):
 def test_evaluate_is_callable_from_the_package(trained_cnn, fmnist):
     import awp_lib
     loader = data.Loader(fmnist.test[0][:100], fmnist.test[1][:100], batch_size=100)
-    r = awp_lib.evaluate(trained_cnn, loader, 0.1, attacks=("natural", "pgd20"))
+    r = awp_lib.evaluate.evaluate(trained_cnn, loader, 0.1, attacks=("natural", "pgd20"))
     assert r["pgd20"] <= r["natural"] and awp_lib.evaluate.default_alpha(8 / 255, "linf") == pytest.approx(2 / 255)
 
 

@@ -14,6 +14,7 @@ from awp_lib.averaging import WeightAverage
 from awp_lib.awp import AWP, perturbable, project, project_layerwise
 from awp_lib.book import report
 from awp_lib.config import make_config
+from awp_lib.io import load_torch
 
 GAMMA = 0.02
 
@@ -176,17 +177,17 @@ def test_averaging_leaves_training_alone_and_reports_the_average(tmp_path):
     for avg in ("none", "ema", "swa"):
         cfg = make_config("smoke", weight_average=avg, swa_start=0.0, **kw)
         rows = T.train(cfg, tmp_path / avg, tiny, progress="none")
-        runs[avg] = rows, T.load_torch(tmp_path / avg / "checkpoints" / "last.pt")
+        runs[avg] = rows, load_torch(tmp_path / avg / "checkpoints" / "last.pt")
     rows_none, plain = runs["none"]
     assert "trained" not in plain and "averaged" not in rows_none[0]
-    epochs = [T.load_torch(tmp_path / "none" / "checkpoints" / f"epoch{e}.pt")["model"] for e in (1, 2)]
+    epochs = [load_torch(tmp_path / "none" / "checkpoints" / f"epoch{e}.pt")["model"] for e in (1, 2)]
     for avg, n in (("ema", [3, 6]), ("swa", [1, 2])):                  # 3 steps an epoch; 1 average an epoch
         rows, ck = runs[avg]
         assert [r["averaged"] for r in rows] == n
         assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in rows_none]
         assert all(torch.equal(ck["trained"][k], plain["model"][k]) for k in plain["model"])  # same training
         assert not torch.equal(ck["model"]["features.0.weight"], ck["trained"]["features.0.weight"])
-        best = T.load_torch(tmp_path / avg / "checkpoints" / "best.pt")
+        best = load_torch(tmp_path / avg / "checkpoints" / "best.pt")
         if best["epoch"] == 2:
             assert all(torch.equal(best["model"][k], ck["model"][k]) for k in ck["model"])
     swa = runs["swa"][1]["model"]

@@ -9,7 +9,7 @@ import torch
 
 from awp_lib import data
 from awp_lib.config import config_diff, make_config
-from awp_lib.train import load_torch
+from awp_lib.io import load_torch
 
 COMMON = ["--profile", "smoke", "--model", "mlp", "--width", "2", "--train-size", "256", "--val-size", "100",
           "--test-size", "200", "--batch-size", "64", "--epochs", "2", "--eval-every", "1", "--progress", "none"]

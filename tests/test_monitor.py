@@ -10,6 +10,7 @@ import torch
 from awp_lib import book, config, data, models
 from awp_lib import train as T
 from awp_lib.config import make_config
+from awp_lib.io import load_torch, save_torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,9 +37,9 @@ def test_final_evaluation_of_best_and_last_and_its_resume(tmp_path, tiny):
     assert hb["best_test_robust"] == best["final_test_robust"]
     assert book.attacks_of(rows, cfg) == {"monitor": "PGD-3", "headline": "PGD-5"}
     # interrupted after the last epoch but before the final evaluation: the rerun only evaluates
-    ck = T.load_torch(tmp_path / "run/checkpoints/last.pt")
+    ck = load_torch(tmp_path / "run/checkpoints/last.pt")
     bare = [{k: v for k, v in r.items() if not k.startswith(("final_", "time_final"))} for r in rows]
-    T.save_torch({**ck, "metrics": json.dumps(bare)}, tmp_path / "run/checkpoints/last.pt")
+    save_torch({**ck, "metrics": json.dumps(bare)}, tmp_path / "run/checkpoints/last.pt")
     again = T.train(cfg, tmp_path / "run", tiny, progress="none")
     strip = lambda rs: [{k: v for k, v in r.items() if not k.startswith("time")} for r in rs]
     assert strip(again) == strip(rows)

@@ -8,6 +8,7 @@ from awp_lib import book, data, methods
 from awp_lib import train as T
 from awp_lib.book import build, runlist
 from awp_lib.config import make_config
+from awp_lib.io import load_torch
 
 TIMES = ("time_train", "time_total", "time_final")
 
@@ -33,7 +34,7 @@ def test_a_collapsed_run_fails_within_three_epochs_naming_run_epoch_and_remedies
         assert needle in msg, (needle, msg)
     assert isinstance(err.value, T.TrainingDiverged)
     # what was computed is kept, and asking again fails at once without training
-    assert T.load_torch(out / "checkpoints" / "last.pt")["epoch"] == stopped
+    assert load_torch(out / "checkpoints" / "last.pt")["epoch"] == stopped
     with pytest.raises(T.TrainingStuck):
         T.train(cfg, out, tiny, progress="none")
     assert json.loads((out / "metrics.json").read_text()) == rows

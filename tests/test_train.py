@@ -11,6 +11,8 @@ from awp_lib import data
 from awp_lib import train as T
 from awp_lib.config import make_config
 from awp_lib.io import load_torch
+from awp_lib.rst import MixedLoader
+from awp_lib.regularizers import cutout
 
 TIMES = ("time_train", "time_total", "time_final")
 
@@ -25,7 +27,7 @@ def strip(rows):
 
 def same_weights(a, b):
     """The same model (and, with weight averaging, the same trained weights and update count)."""
-    ca, cb = T.load_torch(a), T.load_torch(b)
+    ca, cb = load_torch(a), load_torch(b)
     assert ca.keys() == cb.keys() and ca.get("average_n") == cb.get("average_n")
     return all(torch.equal(ca[m][k], cb[m][k]) for m in ("model", "trained") if m in ca for k in ca[m])
 
@@ -48,7 +50,7 @@ def test_resume_equals_uninterrupted(tmp_path, tiny, monkeypatch, kw):
     monkeypatch.setattr(T, "_report", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         T.train(cfg, tmp_path / "resumed", tiny, progress="none")
-    assert T.load_torch(tmp_path / "resumed/checkpoints/last.pt")["epoch"] == 2
+    assert load_torch(tmp_path / "resumed/checkpoints/last.pt")["epoch"] == 2
     monkeypatch.setattr(T, "_report", original)
     resumed = T.train(cfg, tmp_path / "resumed", tiny, progress="none")
     assert strip(resumed) == strip(full)
@@ -74,7 +76,7 @@ def test_same_seed_same_metrics_and_outputs(tmp_path, tiny):
     assert (tmp_path / "a/metrics.csv").read_text().splitlines()[0].startswith("epoch,lr,train_loss")
     assert {p.name for p in (tmp_path / "a/checkpoints").iterdir()} >= {"last.pt", "best.pt"}
     best_epoch = max(a, key=lambda r: r["val_robust"])["epoch"]
-    assert T.load_torch(tmp_path / "a/checkpoints/best.pt")["epoch"] == best_epoch
+    assert load_torch(tmp_path / "a/checkpoints/best.pt")["epoch"] == best_epoch
 
 
 def test_changed_config_in_same_folder_refused(tmp_path, tiny):
@@ -87,7 +89,7 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, monkeypatch):
     monkeypatch.setattr(T, "lr_at", lambda cfg, t: 0.05 if t < 1 else 1e30)
     with pytest.raises(T.TrainingDiverged, match="epoch 2.*last good checkpoint.*last.pt \\(epoch 1\\)"):
         T.train(cfg_(epochs=3), tmp_path, tiny, progress="none")
-    ck = T.load_torch(tmp_path / "checkpoints/last.pt")
+    ck = load_torch(tmp_path / "checkpoints/last.pt")
     assert ck["epoch"] == 1 and all(torch.isfinite(v).all() for v in ck["model"].values())
 
 
@@ -95,7 +97,7 @@ def test_refuses_checkpoint_with_pickled_objects(tmp_path):
     import collections
     torch.save({"model": {}, "x": collections.OrderedDict, "f": math.floor}, tmp_path / "bad.pt")
     with pytest.raises(Exception, match="(?i)weights_only|unsupported global"):
-        T.load_torch(tmp_path / "bad.pt")
+        load_torch(tmp_path / "bad.pt")
 
 
 @pytest.mark.parametrize("kw,needle", [
@@ -156,13 +158,13 @@ def test_variants_run_and_change_training(tiny, kw):
 def test_mixed_loader_fraction(tiny):
     lab = data.Loader(*tiny.train, 32, True)
     pool = data.Loader(tiny.pool[0][:100], torch.full((100,), 9), 32, True, drop_last=True)
-    for x, y in T.MixedLoader(lab, pool, 0.5):
+    for x, y in MixedLoader(lab, pool, 0.5):
         assert len(y) == 64 and (y[32:] == 9).all()
 
 
 def test_cutout_patch():
     x = torch.ones(4, 1, 28, 28)
-    out = T.cutout(x, 14)
+    out = cutout(x, 14)
     zeros = (out == 0).flatten(1).sum(1)
     assert (zeros <= 14 * 14).all() and (zeros >= 7 * 7).all()
 

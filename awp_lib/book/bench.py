@@ -24,7 +24,7 @@ from ..attacks import pgd
 from ..awp import AWP, GAMMA_TABLE3
 from ..config import bf16_fast, make_config
 from ..data import Splits, data_root, project_root
-from ..precision import autocast
+from ..precision import autocast, compiled
 from ..precision_check import awp_step_effect
 from ..train import final_test_images, final_train_images, train, train_step
 from . import runlist as bookruns
@@ -203,7 +203,6 @@ def train_channels_last(device="cpu", quick=False):
     """The ``cpu`` preset's compiled training step (AT and AT-AWP at γ = 1e-2, batch 64, one
     thread) over one epoch of its 1,000 images: channels-last memory / the default layout.
     Above 1 for AT-AWP on this project's CPU, so the preset trains in the default layout."""
-    from ..precision import compiled
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     s = data.get_splits("fashion-mnist", 1000, 1000, None, 0)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..config import PROFILES, Config, default_profile, make_config
 from ..data import TEST_SIZES
-from ..progress import _fmt
+from ..progress import format_row
 from ..runs import STATES, RunBusy
 from ..train import TrainingStuck, final_test_images, final_train_images
 from ..validate import check_choice
@@ -162,7 +162,7 @@ def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs
                     failed[r["run"]] = r["error"]
                     say(f"[{finished}/{len(todo)}] FAILED {r['run']} after {took}: {r['error']}\n{r['traceback']}")
                 else:
-                    say(f"[{finished}/{len(todo)}] done {r['run']}: {took}, {_fmt(r.pop('last'))}")
+                    say(f"[{finished}/{len(todo)}] done {r['run']}: {took}, {format_row(r.pop('last'))}")
                     summary.append(r)
                 if bar is not None:
                     bar.update(1)
