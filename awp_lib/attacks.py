@@ -80,7 +80,8 @@ def init_delta(x: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor:
     """A δ drawn uniformly inside the ε-ball (Algorithm 2, line 7), clipped so x + δ stays in [0, 1].
 
     The draws fill δ in the logical order of ``x`` (not its memory layout), so a channels-last
-    batch, or the same images in other batches, get the same δ."""
+    batch gets the δ of the same batch in the default layout, and a batch cut in consecutive
+    pieces the δ of the whole (from the same generator state)."""
     if norm == "linf":
         delta = torch.empty(x.shape, dtype=x.dtype, device=x.device).uniform_(-eps, eps)
     else:

@@ -87,6 +87,8 @@ def eval_copy(model: nn.Module) -> nn.Module:
     model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: copy the module itself
     with torch.no_grad():
         fast = copy.deepcopy(model).eval()
+        for p in fast.parameters():
+            p.grad = None
         fast.requires_grad_(False)
         fold_bn(fast)
         param = next(fast.parameters(), None)

@@ -106,8 +106,10 @@ def robust_losses(model, batches, eps: float, alpha: float, steps: int, norm: st
             x_adv = attacks.pgd(fast, x, y, eps, alpha, steps, norm, bn_mode="eval")
             with torch.no_grad():
                 out.append(F.cross_entropy(fast(x_adv), y, reduction="none"))
-            advs.append(x_adv)
-        adversarial.append(torch.cat(advs).contiguous())
+            if return_adversarial:
+                advs.append(x_adv)
+        if return_adversarial:
+            adversarial.append(torch.cat(advs).contiguous())
     losses = torch.cat(out)
     return (losses, adversarial) if return_adversarial else losses
 

@@ -13,12 +13,14 @@ any ``--out`` on the command line)::
 :class:`RunDir` is the only module that spells these names. :meth:`RunDir.training` is the
 exclusive lock :func:`awp_lib.train.train` holds for as long as it writes the folder: a second
 trainer of the same folder fails at once with :class:`RunBusy`, naming the holder (host and
-pid); a lock left by a dead process on this host is taken over. The lock file lies beside the
-folder (``.<name>.train-lock``), so that setting a stale folder aside keeps it.
+pid). It is an ``flock``, which the kernel releases when its holder dies, so a crashed run's
+folder is free again at once. The lock file lies beside the folder (``.<name>.train-lock``),
+so that setting a stale folder aside keeps it.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -39,51 +41,58 @@ class RunBusy(RuntimeError):
     """Another live process holds the run folder's lock."""
 
 
-def _alive(pid: int) -> bool:
+def _holder_text(lock: Path) -> str:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return lock.read_text().strip() or "an unknown process"
+    except FileNotFoundError:
+        return "an unknown process"
+
+
+def _try_flock(lock: Path):
+    """An open descriptor of ``lock`` holding its exclusive ``flock``, or None if a live process
+    holds it. The kernel releases a flock when its holder dies, so a crashed run's lock is free."""
+    while True:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:  # the file may have been removed (and made anew) by a holder that just released it
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
 
 
 def _holder(lock: Path) -> str | None:
-    """``host:pid`` holding ``lock``, or None (a lock of a dead process on this host is removed)."""
-    try:
-        owner = lock.read_text().strip()
-    except FileNotFoundError:
+    """``host:pid`` of the live process holding ``lock``, or None."""
+    if not lock.exists():
         return None
-    host, _, pid = owner.partition(":")
-    if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
-        lock.unlink(missing_ok=True)
-        return None
-    return owner or "an unknown process"
+    fd = _try_flock(lock)
+    if fd is None:
+        return _holder_text(lock)
+    os.close(fd)  # free: nobody holds it
+    return None
 
 
 @contextlib.contextmanager
 def exclusive(lock: Path, what: str):
-    """Hold ``lock`` (created exclusively, holding ``host:pid``) within the block; :class:`RunBusy`
-    naming the holder if a live process has it."""
+    """Hold ``lock`` (an exclusive ``flock``; the file says ``host:pid`` for the messages) within
+    the block; :class:`RunBusy` naming the holder if a live process has it."""
     lock.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            owner = _holder(lock)
-            if owner is None:
-                continue  # it was stale and is gone
-            raise RunBusy(f"{what} is held by {owner} (delete {lock} if that process is gone)") from None
+    fd = _try_flock(lock)
+    if fd is None:
+        raise RunBusy(f"{what} is held by {_holder_text(lock)}")
     try:
+        os.ftruncate(fd, 0)
         os.write(fd, f"{socket.gethostname()}:{os.getpid()}".encode())
-    finally:
-        os.close(fd)
-    try:
         yield lock
     finally:
-        lock.unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)  # before the release: a waiting taker then sees a new file
+        os.close(fd)
 
 
 class RunDir:
@@ -193,7 +202,8 @@ class RunDir:
     # ----- locks
     @property
     def train_lock(self) -> Path:
-        return self.path.with_name(f".{self.name}.train-lock")
+        path = self.path.resolve()
+        return path.with_name(f".{path.name}.train-lock")
 
     def training(self):
         """The exclusive lock of training this folder (a context manager; :class:`RunBusy`)."""

@@ -38,6 +38,11 @@ def test_pages_execute_in_parallel_into_the_cache_at_one_thread(tmp_path):
     _, merged = cache.merge_match_into_notebook(source)   # what jupyter-book renders: a match
     assert merged.cells[0].outputs[0]["text"].strip() == "1"   # the kernel ran at one thread
     assert merged.cells[1].outputs[0]["data"]["text/plain"] == "2"
+    assert pages.cache_profile(root / "_build") == "smoke"   # a build at another profile empties it
+    pages.execute_pages("smoke", jobs=1, only=["book/b.ipynb"], root=root, say=lambda *_: None)
+    again = json.loads((root / "_build" / "cell-times-smoke.json").read_text())["notebooks"]
+    assert again["book/a"] == record["notebooks"]["book/a"]   # --only keeps the other pages' times
+    assert cache.match_cache_notebook(source) is not None     # ... and their executed notebooks
 
 
 def test_a_failing_or_slow_cell_names_page_and_cell_and_the_others_finish(tmp_path):

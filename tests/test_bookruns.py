@@ -95,6 +95,11 @@ def test_train_all_trains_then_skips_and_read_mode_reads(runs_root, monkeypatch,
     # asked for with another final evaluation: not done (book-runs redoes that evaluation)
     assert book.run_state("smoke", name, {**kw, "final_attack_steps": 2}) == "partial"
     monkeypatch.setenv("AWP_BOOK_RUNS", "read")
+    from awp_lib.runs import RunDir
+
+    def no_lock(self):
+        raise AssertionError("a page reading a finished run took the training lock")
+    monkeypatch.setattr(RunDir, "training", no_lock)   # pages read side by side: never a lock
     rows = book.train_run(name, "smoke", **kw)
     assert len(rows) == kw["epochs"] and 0 <= rows[-1]["test_robust"] <= 1
 

@@ -186,18 +186,19 @@ def test_a_failing_run_does_not_stop_the_others(tmp_path):
 
 
 def test_a_run_executed_elsewhere_is_skipped_and_a_stale_lock_taken_over(tmp_path):
-    import os
     import socket
+
+    from awp_lib.runs import RunDir
     run = [r for r in reproduce.get_suite("table3").runs("smoke", seeds=1) if r.name == "at-piecewise-s0"][0]
     folder = tmp_path / "smoke" / run.name
     folder.mkdir(parents=True)
-    (folder / ".lock").write_text(f"{socket.gethostname()}:{os.getppid()}")   # a live process: ours' parent
-    assert reproduce.status(run, tmp_path).startswith("busy (")
-    log = []
-    res = reproduce.run_suite("table3", "smoke", seeds=1, only=run.name, runs_root=str(tmp_path), out=log.append)
-    assert res["executed"] == [] and any("skipped" in m for m in log)
-    (folder / ".lock").write_text(f"{socket.gethostname()}:999999999")        # no such process: stale
-    assert reproduce.status(run, tmp_path) == "new" and not (folder / ".lock").exists()
+    with RunDir(folder).executing():   # held, as by another suite (an flock: per open file)
+        assert reproduce.status(run, tmp_path).startswith("busy (")
+        log = []
+        res = reproduce.run_suite("table3", "smoke", seeds=1, only=run.name, runs_root=str(tmp_path), out=log.append)
+        assert res["executed"] == [] and any("skipped" in m for m in log)
+    (folder / ".lock").write_text(f"{socket.gethostname()}:999999999")   # a crashed process's file: no lock held
+    assert reproduce.status(run, tmp_path) == "new"
 
 
 def test_a_run_finished_by_another_process_meanwhile_is_not_executed_again(tmp_path):

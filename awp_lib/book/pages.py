@@ -57,10 +57,12 @@ def toc_notebooks(root: Path | None = None) -> list[Path]:
     return [Path(f + ".ipynb") for f in files(toc) if (root / (f + ".ipynb")).is_file()]
 
 
-def cell_limits(profile: str, root: Path | None = None) -> dict[str, int]:
-    """``{"default": s, "long": s}``: the profile's per-cell limits from ``_config.yml``."""
-    root = Path(root or project_root())
-    table = yaml.safe_load((root / "_config.yml").read_text())["sphinx"]["config"]["awp_cell_timeouts"]
+def cell_limits(profile: str, root: Path | None = None, table: dict | None = None) -> dict[str, int]:
+    """``{"default": s, "long": s}``: the profile's per-cell limits from ``table`` (default:
+    ``awp_cell_timeouts`` in ``_config.yml``)."""
+    if table is None:
+        root = Path(root or project_root())
+        table = yaml.safe_load((root / "_config.yml").read_text())["sphinx"]["config"]["awp_cell_timeouts"]
     if profile not in table:
         raise ValueError(f"awp_cell_timeouts in _config.yml has no entry for profile {profile!r}; "
                          f"it has {sorted(table)}")
@@ -117,6 +119,7 @@ def execute_page(root: str, page: str, profile: str, limits: dict) -> dict:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"           # inherited by the kernel
     os.environ["AWP_PROFILE"] = profile
+    os.environ["AWP_BOOK_RUNS"] = "read"  # pages read finished runs; book-runs trains them
     path = Path(root) / page
     nb = nbformat.read(path, as_version=4)
     kernelspec = nb.metadata.get("kernelspec")
@@ -128,9 +131,9 @@ def execute_page(root: str, page: str, profile: str, limits: dict) -> dict:
     try:
         client.execute()
     except Exception as e:  # a cell raised or ran past its limit
-        index = len(client.times) and client.times[-1]["cell"]
-        cell = nb.cells[index] if isinstance(index, int) and index < len(nb.cells) else {}
-        where = f"{page}, cell {index} ({first_line(cell)!r})"
+        index = client.times[-1]["cell"] if client.times else None
+        cell = nb.cells[index] if index is not None else {}
+        where = f"{page}, cell {index} ({first_line(cell)!r})" if index is not None else f"{page} (no cell ran)"
         text = str(e) if "ran past its" in str(e) else f"{where}: {type(e).__name__}: {str(e)[-3000:]}"
         return {"page": page, "seconds": time.perf_counter() - t0, "cells": client.times, "error": text}
     if kernelspec is not None:
@@ -139,13 +142,25 @@ def execute_page(root: str, page: str, profile: str, limits: dict) -> dict:
             "notebook": nbformat.writes(nb)}
 
 
+CACHE = ".jupyter_cache"
+MARKER = "awp-pages.json"  # in the cache folder: the profile its pages were executed at
+
+
+def cache_profile(build: Path) -> str | None:
+    """The profile whose pages the build folder's jupyter-cache holds (None: unknown)."""
+    try:
+        return json.loads((Path(build) / CACHE / MARKER).read_text())["profile"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _store(build: Path, root: Path, page: str, executed: str, seconds: float) -> None:
     """Put an executed page into the jupyter-cache that ``jupyter-book build`` reads
     (``<build>/.jupyter_cache``, where ``<build>`` is ``_build`` of its ``--path-output``)."""
     import nbformat  # optional dependency (the pages)
     from jupyter_cache import get_cache  # optional dependency (the pages)
     from jupyter_cache.base import CacheBundleIn  # optional dependency (the pages)
-    get_cache(str(build / ".jupyter_cache")).cache_notebook_bundle(
+    get_cache(str(build / CACHE)).cache_notebook_bundle(
         CacheBundleIn(nbformat.reads(executed, as_version=4), str((root / page).resolve()),
                       data={"execution_seconds": seconds}), check_validity=False, overwrite=True)
 
@@ -184,8 +199,10 @@ def execute_pages(profile: str, jobs: int | None = None, only: list[str] | None 
     jobs = min(jobs, len(pages))
     say(f"pages ({profile}): {len(pages)}, {jobs} at a time, one thread each")
     build.mkdir(parents=True, exist_ok=True)
-    if not only:  # nothing executed by an older library version can be rendered
-        shutil.rmtree(build / ".jupyter_cache", ignore_errors=True)
+    if not only or cache_profile(build) != profile:  # nothing executed by older code or at another profile
+        shutil.rmtree(build / CACHE, ignore_errors=True)
+    (build / CACHE).mkdir(exist_ok=True)
+    (build / CACHE / MARKER).write_text(json.dumps({"profile": profile}))
     measured, failed, t0 = {}, {}, time.perf_counter()
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         running = {pool.submit(execute_page, str(root), p.as_posix(), profile, limits): p for p in pages}
@@ -204,6 +221,11 @@ def execute_pages(profile: str, jobs: int | None = None, only: list[str] | None 
                 say(f"executed {r['page']} in {r['seconds']:.0f} s"
                     + (f" (slowest cell {slowest['cell']}: {slowest['seconds']:.0f} s)" if slowest else ""))
     wall = time.perf_counter() - t0
+    if only:  # the other pages keep their last measured cells
+        try:
+            measured = {**json.loads(times_file.read_text())["notebooks"], **measured}
+        except (OSError, ValueError, KeyError):
+            pass
     record = {"profile": profile, "limits": limits, "jobs": jobs, "wall_seconds": round(wall, 1),
               "notebooks": measured}
     times_file.write_text(json.dumps(record, indent=1))

@@ -90,6 +90,7 @@ def train_run(name: str, profile: str, _progress: str | None = None, _root: str 
         if state != "done":
             raise RuntimeError(f"run {name!r} is not finished: run `python -m awp_lib book-runs "
                                f"--profile {profile}` first (make book does)")
+        return RunDir(run_dir(profile, name, _root)).rows()  # read, never trained: no lock taken
     folder = run_dir(profile, name, _root)
     run = RunDir(folder)
     if os.environ.get("AWP_BOOK_RUNS") != "read" and run.trainer() is None and _trained_otherwise(run, cfg):

@@ -1,16 +1,21 @@
-"""Per-cell limits for a page the build itself executes (loaded through ``sphinx.local_extensions``).
+"""The book build's side of ``python -m awp_lib book-pages`` (loaded through ``sphinx.local_extensions``).
 
-``make book`` executes every page beforehand (``python -m awp_lib book-pages``, which applies
-the limits and records the cell times) and the build renders them from the jupyter-cache. A page
-missing from the cache (a ``jupyter-book build`` run by hand) is executed by the build: then
-each of its cells gets the same limits, ``awp_cell_timeouts`` in ``_config.yml`` for the
-profile (:func:`awp_lib.book.pages.limit_of`), and a cell over its limit stops the build with
-an error naming the notebook, the cell and its first line, instead of a silent wait (a live
-widget can stall the notebook client: jupyter/nbclient#312).
+``make book`` executes every page beforehand (``book-pages``, which applies the per-cell limits
+and records the cell times) and the build renders them from the jupyter-cache. Two guards:
+
+* **No page of another profile.** The cache records the profile its pages were executed at; a
+  build at another profile (``AWP_PROFILE``) empties it, so its pages are executed afresh.
+* **The same limits for a page the build executes** (one missing from the cache, e.g. in a
+  ``jupyter-book build`` run by hand): ``awp_cell_timeouts`` for the profile
+  (:func:`awp_lib.book.pages.limit_of`); a cell over its limit stops the build with an error
+  naming the notebook, the cell and its first line, instead of a silent wait (a live widget
+  can stall the notebook client: jupyter/nbclient#312).
 """
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import nbclient.client as nbc
 from awp_lib.book import pages
@@ -37,8 +42,12 @@ def _install() -> None:
 
 
 def _config_inited(app, config):
+    profile = os.environ.get("AWP_PROFILE", "cpu")
     _LIMITS.clear()
-    _LIMITS.update(pages.cell_limits(os.environ.get("AWP_PROFILE", "cpu"), app.srcdir))
+    _LIMITS.update(pages.cell_limits(profile, table=config.awp_cell_timeouts or {}))
+    build = Path(app.outdir).parent
+    if (build / pages.CACHE).exists() and pages.cache_profile(build) != profile:
+        shutil.rmtree(build / pages.CACHE, ignore_errors=True)
     _install()
 
 
