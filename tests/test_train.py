@@ -204,30 +204,31 @@ def test_changing_only_the_final_evaluation_keeps_training_and_redoes_the_evalua
 
 def test_two_trainings_of_one_folder_the_second_fails_naming_the_first(tmp_path):
     """train() holds the folder's lock for as long as it writes: a second trainer fails at once,
-    naming the holder, and leaves the folder as it was; a lock of a dead process is taken over."""
+    naming the holder, and leaves the folder as it was; a lock of a dead process is free."""
+    import os
     import socket
-    import subprocess
-    import sys
     import time
 
     from awp_lib.runs import RunBusy, RunDir
     out = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "awp_lib", "train", "--profile", "smoke", "--epochs", "6",
-                              "--out", str(out), "--progress", "none"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     run = RunDir(out)
+    argv = [sys.executable, "-m", "awp_lib", "train", "--profile", "smoke", "--epochs", "6", "--out", str(out),
+            "--progress", "none"]
+    with run.training():   # held, as by another trainer: the command line fails with one error line
+        second = subprocess.run(argv, capture_output=True, text=True)
+        here = f"{socket.gethostname()}:{os.getpid()}"
+        assert second.returncode == 1 and f"error: run folder {out} (training) is held by {here}" in second.stderr
+        assert "Traceback" not in second.stderr and run.rows() == []
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)   # a real trainer
     deadline = time.time() + 120
     while run.trainer() is None and first.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    holder = run.trainer()
+        time.sleep(0.02)
+    holder = run.trainer()   # held from before its data loads to after its last write: seconds
     assert holder == f"{socket.gethostname()}:{first.pid}"
     with pytest.raises(RunBusy, match=f"held by {holder}"):
         T.train(make_config("smoke", epochs=6), out, progress="none")
-    second = subprocess.run([sys.executable, "-m", "awp_lib", "train", "--profile", "smoke", "--epochs", "6",
-                             "--out", str(out), "--progress", "none"], capture_output=True, text=True)
-    assert second.returncode == 1 and f"error: run folder {out} (training) is held by {holder}" in second.stderr
-    assert "Traceback" not in second.stderr
     assert first.wait(timeout=300) == 0 and run.trainer() is None and not run.train_lock.exists()
     assert [r["epoch"] for r in run.rows()] == list(range(1, 7))        # the first run's folder, intact
-    run.train_lock.write_text(f"{socket.gethostname()}:999999999")        # a dead process's lock
-    assert len(T.train(make_config("smoke", epochs=6), out, progress="none")) == 6   # taken over
+    run.train_lock.write_text(f"{socket.gethostname()}:999999999")        # a crashed process's file
+    assert len(T.train(make_config("smoke", epochs=6), out, progress="none")) == 6   # free: no lock held
     assert not run.train_lock.exists()
