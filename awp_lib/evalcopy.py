@@ -12,8 +12,8 @@ measure) runs on :func:`eval_copy` of the model as it is at that moment:
   convolutions and keep their BN.
 * **Channels-last memory** for convolutional models where it pays: on a CPU for the models
   whose class says so (SmallCNN and WideResNet; PreActResNet-18 gains nothing, VGG-19's
-  512-channel layers at a few pixels are slower in it), on a GPU under a bf16/fp16 autocast region (tensor cores); fp32
-  on a GPU keeps the default layout.
+  512-channel layers at a few pixels are slower in it), on a GPU under a bf16/fp16 autocast
+  region (tensor cores); fp32 on a GPU keeps the default layout.
 * **No parameter gradients**: the copy's parameters do not require grad, so an attack's
   backward pass computes input gradients only.
 

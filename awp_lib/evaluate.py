@@ -26,8 +26,12 @@ def autoattack(model, x, y, eps: float, norm: str = "linf", seed: int = 0, verbo
 
     ``verbose``: its log (robust accuracy after each attack, times) goes to stderr.
     """
+    return _autoattack(eval_copy(model), x, y, eps, norm, seed, verbose)
+
+
+def _autoattack(fast, x, y, eps, norm, seed, verbose):
+    """:func:`autoattack` on a model that is already an :func:`awp_lib.evalcopy.eval_copy`."""
     from pyautoattack import AutoAttack  # optional dependency (AutoAttack)
-    fast = eval_copy(model)
     log = logging.getLogger("auto-attack")
     handler, level = logging.StreamHandler(sys.stderr), log.level
     if verbose:
@@ -60,8 +64,8 @@ def evaluate(model, loader, eps: float, norm: str = "linf", attacks=DEFAULT_ATTA
     """Accuracy (a fraction in [0, 1]) of ``model`` on ``loader`` under each attack in ``attacks``.
 
     Attacks run with BN in eval mode, on :func:`awp_lib.evalcopy.eval_copy` of ``model`` in
-    batches of :func:`awp_lib.evalcopy.eval_batch` (``model`` itself is not changed). PGD-20/100 and CW∞ use ``alpha`` (default
-    :func:`default_alpha`) and a random start; ``cw`` is 20 steps on the margin loss.
+    batches of :func:`awp_lib.evalcopy.eval_batch` (``model`` itself is not changed).
+    PGD-20/100 and CW∞ use ``alpha`` (default :func:`default_alpha`) and a random start; ``cw`` is 20 steps on the margin loss.
     ``autoattack`` is the standard version of Croce & Hein (slow: ask for it explicitly).
     ``progress``: a bar over batches on stderr (in a terminal) and AutoAttack's log.
     """
@@ -86,7 +90,7 @@ def evaluate(model, loader, eps: float, norm: str = "linf", attacks=DEFAULT_ATTA
                 break
             for a in attacks:
                 if a == "autoattack":  # batched by AutoAttack itself
-                    x_adv = autoattack(model, xs, ys, eps, norm, seed, progress)
+                    x_adv = _autoattack(fast, xs, ys, eps, norm, seed, progress)
                     correct[a] += _correct(fast, x_adv, ys)
                     continue
                 for x, y in chunks(fast, xs, ys):

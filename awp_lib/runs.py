@@ -109,43 +109,19 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self.name = self.path.name
+        self.config_file = self.path / self.CONFIG
+        self.metrics_file = self.path / self.METRICS
+        self.metrics_csv = self.path / self.METRICS_CSV
+        self.checkpoints = self.path / self.CHECKPOINTS
+        self.pseudo_labels = self.path / self.PSEUDO_LABELS
+        self.notebook = self.path / self.NOTEBOOK
+        self.done_file = self.path / self.DONE
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
     # ----- layout
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def config_file(self) -> Path:
-        return self.path / self.CONFIG
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / self.METRICS
-
-    @property
-    def metrics_csv(self) -> Path:
-        return self.path / self.METRICS_CSV
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / self.CHECKPOINTS
-
-    @property
-    def pseudo_labels(self) -> Path:
-        return self.path / self.PSEUDO_LABELS
-
-    @property
-    def notebook(self) -> Path:
-        return self.path / self.NOTEBOOK
-
-    @property
-    def done_file(self) -> Path:
-        return self.path / self.DONE
-
     def checkpoint(self, which: str | int = "last") -> Path:
         """``checkpoints/<which>.pt``: ``last``, ``best``, ``epochN``, or an epoch number (its ``epochN.pt``)."""
         return self.checkpoints / (f"epoch{which}.pt" if isinstance(which, int) else f"{which}.pt")

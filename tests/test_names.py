@@ -43,8 +43,13 @@ def test_every_awp_lib_name_resolves():
     assert not bad, "names that point nowhere:\n" + "\n".join(sorted(set(bad)))
 
 
+# the sibling folder of the checkout that holds the developers' notes (spelled in pieces, so
+# that this test does not cite it)
+OUTSIDE = ("../" + "shared", "shared" + "/reference")
+
+
 def test_nothing_cites_a_file_outside_the_repository():
-    bad = [f"{p.relative_to(REPO)}:{n}" for p in _tracked() if p.name != "test_names.py"
+    bad = [f"{p.relative_to(REPO)}:{n}" for p in _tracked()
            for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
-           if "shared/reference" in line or "../shared" in line]
+           if any(o in line for o in OUTSIDE)]
     assert not bad, "citations of files outside the repository: " + ", ".join(bad)

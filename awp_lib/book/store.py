@@ -76,6 +76,7 @@ def train_run(name: str, profile: str, _progress: str | None = None, _root: str 
     must be one of :func:`awp_lib.book.runlist.book_runs` and finished: nothing trains inside a page.
     """
     cfg = make_config(profile, **overrides)
+    run = RunDir(run_dir(profile, name, _root))
     if os.environ.get("AWP_BOOK_RUNS") == "read":
         listed = runlist.book_runs(profile)
         if name not in listed or make_config(profile, **listed[name]).to_dict() != cfg.to_dict():
@@ -90,15 +91,12 @@ def train_run(name: str, profile: str, _progress: str | None = None, _root: str 
         if state != "done":
             raise RuntimeError(f"run {name!r} is not finished: run `python -m awp_lib book-runs "
                                f"--profile {profile}` first (make book does)")
-        return RunDir(run_dir(profile, name, _root)).rows()  # read, never trained: no lock taken
-    folder = run_dir(profile, name, _root)
-    run = RunDir(folder)
-    if os.environ.get("AWP_BOOK_RUNS") != "read" and run.trainer() is None and _trained_otherwise(run, cfg):
+        return run.rows()  # read, never trained: no lock taken
+    if run.trainer() is None and _trained_otherwise(run, cfg):
         run.set_aside("other-config")  # the run list changed: kept aside, trained again
-    # a page reading a finished run prints nothing; a run that trains prints one line per epoch
-    quiet = profile == "smoke" or os.environ.get("AWP_BOOK_RUNS") == "read"
-    progress = _progress or ("none" if quiet else "line")
-    return train(cfg, folder, progress=progress)
+    # a run that trains prints one line per epoch (none at smoke)
+    progress = _progress or ("none" if profile == "smoke" else "line")
+    return train(cfg, run.path, progress=progress)
 
 
 def stuck_run(name: str, profile: str, **overrides) -> tuple[list[dict], str | None]:
@@ -115,8 +113,8 @@ def stuck_run(name: str, profile: str, **overrides) -> tuple[list[dict], str | N
             return train_run(name, profile, **overrides), None
         except TrainingStuck:
             pass
-    rows = RunDir(folder).rows()
-    cfg = load_saved(RunDir(folder).config_file)
+    run = RunDir(folder)
+    rows, cfg = run.rows(), load_saved(run.config_file)
     why = stuck_at_chance(cfg, rows, NUM_CLASSES[cfg.dataset])
     return rows, (None if why is None else f"stuck at chance at epoch {rows[-1]['epoch']}: {why}")
 
