@@ -37,6 +37,9 @@ from .build import default_jobs
 LONG_TAG = "long-cell"
 # a page kernel: the library, the data, a few models and attacks
 MEMORY_PER_PAGE_GIB = 2.0
+# a kernel that dies before its first cell (kernels started side by side can race for a TCP
+# port) is started again, up to this many times in all
+KERNEL_STARTS = 3
 
 
 class PagesFailed(RuntimeError):
@@ -121,21 +124,26 @@ def execute_page(root: str, page: str, profile: str, limits: dict) -> dict:
     os.environ["AWP_PROFILE"] = profile
     os.environ["AWP_BOOK_RUNS"] = "read"  # pages read finished runs; book-runs trains them
     path = Path(root) / page
-    nb = nbformat.read(path, as_version=4)
-    kernelspec = nb.metadata.get("kernelspec")
-    # record_timing off: the cache matches a page by its code cells' source *and metadata*
-    client = _client_class()(nb, page, limits, timeout=limits["long"], kernel_name="python3",
-                             allow_errors=False, record_timing=False,
-                             resources={"metadata": {"path": str(path.parent)}})
-    t0 = time.perf_counter()
-    try:
-        client.execute()
-    except Exception as e:  # a cell raised or ran past its limit
-        index = client.times[-1]["cell"] if client.times else None
-        cell = nb.cells[index] if index is not None else {}
-        where = f"{page}, cell {index} ({first_line(cell)!r})" if index is not None else f"{page} (no cell ran)"
-        text = str(e) if "ran past its" in str(e) else f"{where}: {type(e).__name__}: {str(e)[-3000:]}"
-        return {"page": page, "seconds": time.perf_counter() - t0, "cells": client.times, "error": text}
+    for attempt in range(1, KERNEL_STARTS + 1):
+        nb = nbformat.read(path, as_version=4)
+        kernelspec = nb.metadata.get("kernelspec")
+        # record_timing off: the cache matches a page by its code cells' source *and metadata*
+        client = _client_class()(nb, page, limits, timeout=limits["long"], kernel_name="python3",
+                                 allow_errors=False, record_timing=False,
+                                 resources={"metadata": {"path": str(path.parent)}})
+        t0 = time.perf_counter()
+        try:
+            client.execute()
+            break
+        except Exception as e:  # a cell raised or ran past its limit, or the kernel did not start
+            index = client.times[-1]["cell"] if client.times else None
+            if index is None and attempt < KERNEL_STARTS:
+                time.sleep(attempt)  # kernels started side by side can race for a port: start again
+                continue
+            cell = nb.cells[index] if index is not None else {}
+            where = f"{page}, cell {index} ({first_line(cell)!r})" if index is not None else f"{page} (no cell ran)"
+            text = str(e) if "ran past its" in str(e) else f"{where}: {type(e).__name__}: {str(e)[-3000:]}"
+            return {"page": page, "seconds": time.perf_counter() - t0, "cells": client.times, "error": text}
     if kernelspec is not None:
         nb.metadata["kernelspec"] = kernelspec
     return {"page": page, "seconds": time.perf_counter() - t0, "cells": client.times,
