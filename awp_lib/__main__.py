@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from . import data, evaluate_cli, landscape, runs, train
+from . import data, evaluate_cli, landscape, train
 from .book import bench, build, levers, pages, reproduce
 
 
@@ -47,7 +47,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except (build.RunsFailed, pages.PagesFailed, train.TrainingDiverged, runs.RunBusy) as e:  # diverged or stuck: the message says it all
+    except RuntimeError as e:  # runs or pages failed, training diverged or stuck, a folder busy: the message says it
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from . import semantics
+from .io import metrics_csv, save_text
 
 
 # Where a run folder stands, in every listing (book-runs --list, reproduce --dry-run, the pages):
@@ -145,6 +146,11 @@ class RunDir:
     def rows(self) -> list[dict]:
         """The per-epoch metrics (empty before the first epoch)."""
         return json.loads(self.metrics_file.read_text()) if self.metrics_file.exists() else []
+
+    def write_rows(self, rows: list[dict]) -> None:
+        """Write the per-epoch metrics (JSON and CSV), each atomically."""
+        save_text(json.dumps(rows, indent=1), self.metrics_file)
+        save_text(metrics_csv(rows), self.metrics_csv)
 
     def finished(self) -> bool:
         """Trained to its last epoch (by its metrics and config)."""

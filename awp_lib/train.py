@@ -24,74 +24,30 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from . import attacks, data, methods, models, semantics
+from . import data, methods, models
 from .averaging import WeightAverage
 from .awp import AWP
-from .config import Config, config_diff, keys, make_config, resolve_device
+from .config import Config, keys, make_config, resolve_device
 from .config import parse_value as _parse_value
 from .distributed import _mean_over_processes, _sum_over_processes, distributed
-from .evalcopy import chunks, eval_batch, eval_copy
-from .io import load_torch, metrics_csv, save_text, save_torch
+from .evalcopy import eval_batch
+from .io import load_torch, save_torch
+from .monitor import evaluate_split, final_done, final_evaluation
 from .names import run_name
 from .precision import autocast, compiled
 from .progress import _bar, _log, _report
 from .regularizers import cutout, mixup, weight_penalty
+from .resume import prepare
 from .rst import rst_loader
 from .runs import RunDir
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class TrainingStuck(TrainingDiverged):
-    """The model sits at chance (:func:`stuck_at_chance`); its checkpoints are kept."""
-
-
-def stuck_at_chance(cfg: Config, rows: list[dict], num_classes: int) -> str | None:
-    """Why a run is stuck at chance after its AWP warm-up, or None. Stuck: for ``cfg.stuck_epochs``
-    consecutive epochs its training loss within 1 % of the method's loss at a uniform prediction
-    (:func:`awp_lib.methods.chance_loss`; ln(classes) for AT), or its monitored validation natural
-    accuracy at most chance + 2 points at that many consecutive evaluated epochs (the last one
-    included). ``stuck_epochs`` = 0 turns the check off."""
-    n = cfg.stuck_epochs
-    after = [r for r in rows if r["epoch"] > cfg.awp_warmup]
-    if n == 0 or len(after) < n:
-        return None
-    chance_loss, chance_acc = methods.chance_loss(cfg.method, num_classes, cfg), 1 / num_classes
-    tail = after[-n:]
-    if all(abs(r["train_loss"] - chance_loss) <= 0.01 * chance_loss for r in tail):
-        losses = ", ".join(f"{r['train_loss']:.3f}" for r in tail)
-        return (f"training loss {losses} in epochs {tail[0]['epoch']}-{tail[-1]['epoch']}, within 1% of "
-                f"{chance_loss:.3f}, the {cfg.method} loss of a uniform prediction over {num_classes} classes")
-    monitored = [r for r in after if "val_natural" in r][-n:]
-    if len(monitored) == n and monitored[-1] is rows[-1] and all(
-            r["val_natural"] <= chance_acc + 0.02 for r in monitored):
-        accs = ", ".join(f"{100 * r['val_natural']:.1f}%" for r in monitored)
-        return (f"validation natural accuracy {accs} at epochs "
-                f"{', '.join(str(r['epoch']) for r in monitored)}, at most chance "
-                f"({100 * chance_acc:.0f}%) + 2 points")
-    return None
-
-
-def _check_stuck(cfg: Config, rows: list[dict], num_classes: int, out) -> None:
-    why = stuck_at_chance(cfg, rows, num_classes)
-    if why is None:
-        return
-    run = f"run {out}" if out is not None else f"this {cfg.method} run"
-    warm = f" (after an AWP warm-up of {cfg.awp_warmup} epochs)" if cfg.awp_gamma else ""
-    kept = f"; its checkpoints up to epoch {rows[-1]['epoch']} are kept in {out}" if out is not None else ""
-    raise TrainingStuck(
-        f"{run} is stuck at chance at epoch {rows[-1]['epoch']}{warm}: {why}. The "
-        f"model predicts the same for every input and will not recover{kept}. Remedies: an AWP warm-up "
-        f"(--awp-warmup N: plain training for N epochs first), a smaller gamma (--awp-gamma, now "
-        f"{cfg.awp_gamma:g}) or learning rate (--lr, now {cfg.lr:g}); --stuck-epochs 0 turns this check off.")
+from .stuck import TrainingDiverged, check_stuck
+from .validate import check_choice
 
 
 # ----------------------------------------------------------------------------- schedules (C.1)
 def lr_at(cfg: Config, t: float) -> float:
     """Learning rate at fractional epoch ``t``: piecewise (x0.1 at each fraction of ``decays``), cosine
-    lr/2·(cos(πt/T) + 1), cyclic (0 → lr at ``cyclic_peak``·T → 0 at T), or constant."""
+    lr/2·(cos(πt/T) + 1), cyclic (0 → ``cyclic_lr`` at ``cyclic_peak``·T → 0 at T), or constant."""
     T = cfg.epochs
     if cfg.schedule == "piecewise":
         return cfg.lr * (0.1 ** sum(t >= d * T for d in cfg.decays))
@@ -99,7 +55,7 @@ def lr_at(cfg: Config, t: float) -> float:
         return cfg.lr / 2 * (math.cos(math.pi * t / T) + 1)
     if cfg.schedule == "cyclic":
         peak = cfg.cyclic_peak * T
-        return cfg.lr * (t / peak if t < peak else max(0.0, (T - t) / (T - peak)))
+        return cfg.cyclic_lr * (t / peak if t < peak else max(0.0, (T - t) / (T - peak)))
     return cfg.lr
 
 
@@ -137,53 +93,31 @@ def train_step(model, opt, method: methods.Method, cfg: Config, x, y, awp: AWP |
     return loss.detach()
 
 
-# ----------------------------------------------------------------------------- evaluation per epoch
-def robust_accuracy(model, loader, cfg: Config, steps: int) -> tuple[float, float]:
-    """(natural, PGD-``steps``) accuracy at the current weights, BN in eval mode."""
-    r = evaluate_split(model, loader, cfg, steps)
-    return r["natural"], r["robust"]
-
-
-def evaluate_split(model, loader, cfg: Config, steps: int) -> dict:
-    """Natural and PGD-``steps`` accuracy and the mean robust cross-entropy (the robust loss
-    by which Stutz et al. define robust overfitting) at the current weights, BN in eval mode,
-    computed on :func:`awp_lib.evalcopy.eval_copy` of the model in its batches."""
-    fast = eval_copy(model)
-    nat = rob = loss = n = 0
-    for xs, ys in loader:
-        for x, y in chunks(fast, xs, ys):
-            x_adv = attacks.pgd(fast, x, y, cfg.eps, cfg.alpha, steps, cfg.norm, bn_mode="eval")
-            with torch.no_grad():  # one forward pass for both (BN in eval mode: the same numbers)
-                out = fast(torch.cat([x, x_adv])).float()
-            hit = out.argmax(1) == torch.cat([y, y])
-            nat += hit[:len(y)].sum().item()
-            rob += hit[len(y):].sum().item()
-            loss += torch.nn.functional.cross_entropy(out[len(y):], y, reduction="sum").item()
-            n += len(y)
-    nat, rob, loss, n = _sum_over_processes([nat, rob, loss, n], next(model.parameters()).device)
-    return {"natural": nat / n, "robust": rob / n, "robust_loss": loss / n}
-
-
 # ----------------------------------------------------------------------------- the loop
 def train(cfg: Config, out: str | os.PathLike | None = None, splits: data.Splits | None = None,
-          progress: str = "auto") -> list[dict]:
+          progress: str = "auto", other_config: str = "refuse") -> list[dict]:
     """Train ``cfg`` and return its per-epoch metrics; with ``out``, write and resume a run there.
 
-    ``progress``: ``auto`` (a tqdm bar in a terminal, one line per epoch otherwise), ``bar``,
-    ``line`` or ``none``. Under ``torchrun --nproc-per-node N`` each process trains on its share
-    of every batch of ``cfg.batch_size`` (DistributedDataParallel) and process 0 writes the run,
-    holding the folder's lock (:meth:`awp_lib.runs.RunDir.training`) for as long as it writes: a
-    second trainer of the same folder fails at once, naming the first (:class:`awp_lib.runs.RunBusy`).
+    What happens to a folder that holds a run is :func:`plan`'s: a finished run is read back, an
+    interrupted one resumes, one trained under older semantics is set aside and trained again; one
+    trained under another config is refused (``other_config="refuse"``) or set aside
+    (``"set-aside"``, the book's run list when it changed). ``progress``: ``auto`` (a tqdm bar in a
+    terminal, one line per epoch otherwise), ``bar``, ``line`` or ``none``. Under ``torchrun
+    --nproc-per-node N`` each process trains on its share of every batch of ``cfg.batch_size``
+    (DistributedDataParallel) and process 0 writes the run, holding the folder's lock
+    (:meth:`awp_lib.runs.RunDir.training`) for as long as it writes: a second trainer of the same
+    folder fails at once, naming the first (:class:`awp_lib.runs.RunBusy`).
     """
     cfg.validate()
+    check_choice("other_config", other_config, ("refuse", "set-aside"))
     if out is None or int(os.environ.get("RANK", "0")) != 0:
-        return _train(cfg, None if out is None else RunDir(out), splits, progress)
+        return _train(cfg, None if out is None else RunDir(out), splits, progress, other_config)
     run = RunDir(out)
     with run.training():
-        return _train(cfg, run, splits, progress)
+        return _train(cfg, run, splits, progress, other_config)
 
 
-def _train(cfg: Config, run: RunDir | None, splits, progress) -> list[dict]:
+def _train(cfg: Config, run: RunDir | None, splits, progress, other_config="refuse") -> list[dict]:
     rank, world, device = distributed(resolve_device(cfg.device))
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} must be a multiple of the {world} torchrun processes")
@@ -191,34 +125,11 @@ def _train(cfg: Config, run: RunDir | None, splits, progress) -> list[dict]:
     progress = progress if writer else "none"
     out = run.path if run is not None else None
     rows, start, best = [], 0, {"val_robust": -1.0, "epoch": None}
-    if run is not None:
-        stale = run.is_stale()
-        if stale and writer:  # trained by an older meaning of the code: kept aside, trained again
-            _log(progress, f"{out}: trained under training semantics v{run.version()}, "
-                           f"today's is v{semantics.TRAINING_SEMANTICS}; moved to {run.set_aside()}")
-        if stale and world > 1:
-            torch.distributed.barrier()
-        if writer:
-            run.checkpoints.mkdir(parents=True, exist_ok=True)
-        saved = run.saved_config()
-        if saved is not None:
-            diff = config_diff(saved, cfg)
-            if diff and set(diff) <= set(FINAL_KEYS):  # training kept, its final evaluation redone
-                if writer:
-                    _redo_final_evaluation(run, cfg, diff)
-                _log(progress, f"{out}: final evaluation redone with " + ", ".join(
-                    f"{k}={b!r} (was {a!r})" for k, (a, b) in diff.items()))
-            elif diff:
-                raise ValueError(f"{out} holds a run with another config (key: old -> new): "
-                                 + ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-                                 + ". Use another --out, or delete that folder to start over.")
-        elif writer:
-            record = {semantics.KEY: semantics.TRAINING_SEMANTICS, "threads": torch.get_num_threads()}
-            save_text(json.dumps({**cfg.to_dict(), **record}, indent=2), run.config_file)
     ck = None  # the last checkpoint of an interrupted or finished run, read once
-    if run is not None and run.checkpoint("last").exists():
-        ck = load_torch(run.checkpoint("last"))
-        if ck["epoch"] >= cfg.epochs and final_done(cfg, json.loads(ck["metrics"])):
+    if run is not None:
+        p = prepare(run, cfg, progress, other_config, writer, world)
+        ck = p.ck
+        if ck is not None and ck["epoch"] >= cfg.epochs and final_done(cfg, json.loads(ck["metrics"])):
             # finished: no data, model or pseudo-labels to prepare
             _log(progress, f"{out}: finished ({cfg.epochs} epochs); nothing to do")
             return json.loads(ck["metrics"])
@@ -264,7 +175,7 @@ def _train(cfg: Config, run: RunDir | None, splits, progress) -> list[dict]:
         avg.load(ck["model"], ck.get("average_n", 0))
         opt.load_state_dict(ck["optimizer"])
         rows, start, best = json.loads(ck["metrics"]), ck["epoch"], json.loads(ck["best"])
-        _check_stuck(cfg, rows, splits.num_classes, out)  # stopped stuck: it stays stuck
+        check_stuck(cfg, rows, splits.num_classes, out)  # stopped stuck: it stays stuck
 
     bar = _bar(progress, cfg.epochs, start)
     for epoch in range(start, cfg.epochs):
@@ -316,13 +227,13 @@ def _train(cfg: Config, run: RunDir | None, splits, progress) -> list[dict]:
         if out is not None and writer:
             if _keep_epoch(cfg, epoch + 1):
                 save_torch({"model": ev.state_dict(), "epoch": epoch + 1}, run.checkpoint(epoch + 1))
-            _save_rows(run, rows)
+            run.write_rows(rows)
             averaged = {"trained": model.state_dict(), "average_n": avg.n} if avg.model is not None else {}
             save_torch({"model": ev.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
                         "metrics": json.dumps(rows), "best": json.dumps(best), **averaged},
                        run.checkpoint("last"))
         _report(bar, progress, row, cfg)
-        _check_stuck(cfg, rows, splits.num_classes, out)
+        check_stuck(cfg, rows, splits.num_classes, out)
     if bar is not None:
         bar.close()
     if not final_done(cfg, rows):
@@ -330,86 +241,7 @@ def _train(cfg: Config, run: RunDir | None, splits, progress) -> list[dict]:
         if run is not None and writer:
             ck = load_torch(run.checkpoint("last"))
             save_torch({**ck, "metrics": json.dumps(rows)}, run.checkpoint("last"))
-            _save_rows(run, rows)
-    return rows
-
-
-def _save_rows(run: RunDir, rows: list[dict]) -> None:
-    save_text(json.dumps(rows, indent=1), run.metrics_file)
-    save_text(metrics_csv(rows), run.metrics_csv)
-
-
-# ----------------------------------------------------------------------------- final evaluation
-FINAL_PARTS = ("train", "val", "test")
-# Config keys of the final evaluation only: changing them on a trained run redoes that evaluation.
-FINAL_KEYS = ("final_attack_steps", "final_train_size", "final_test_size")
-
-
-def _redo_final_evaluation(run: RunDir, cfg: Config, diff: dict) -> None:
-    """Record the new final-evaluation keys in ``config.json`` and forget the old final numbers
-    (in the metrics and the last checkpoint), so that :func:`train` evaluates again."""
-    saved = run.saved_config()
-    save_text(json.dumps({**saved, **{k: b for k, (_, b) in diff.items()}}, indent=2), run.config_file)
-
-    def forget(rows):
-        return [{k: v for k, v in r.items() if not k.startswith("final_") and k != "time_final"} for r in rows]
-    last = run.checkpoint("last")
-    if last.exists():
-        ck = load_torch(last)
-        rows = forget(json.loads(ck["metrics"]))
-        save_torch({**ck, "metrics": json.dumps(rows)}, last)
-        _save_rows(run, rows)
-
-
-def final_test_images(cfg: Config) -> int:
-    """How many test images the final evaluation attacks: the first ``final_test_size`` of the
-    run's test split (``test_size``, else the dataset's whole test set)."""
-    split = cfg.test_size or data.TEST_SIZES[cfg.dataset]
-    return min(cfg.final_test_size or split, split)
-
-
-def final_train_images(cfg: Config) -> int:
-    """How many training images the final evaluation attacks: the first ``final_train_size``
-    (None: the monitor's ``eval_train_size``)."""
-    n = cfg.final_train_size or cfg.eval_train_size
-    return min(n, cfg.train_size) if cfg.train_size else n
-
-
-def final_done(cfg: Config, rows: list[dict]) -> bool:
-    """Whether the run's final evaluation is made (a run evaluated before the robust loss was
-    recorded counts as not made: its evaluation is redone, its training kept)."""
-    return cfg.final_attack_steps == 0 or bool(rows) and "final_test_robust_loss" in rows[-1]
-
-
-def final_evaluation(cfg: Config, model, rows, best, run, splits, device, amp, shard, writer) -> list[dict]:
-    """Natural and PGD-``final_attack_steps`` accuracy of the best and the last checkpoint on the
-    train subset, the validation split and the test split (its first ``final_test_size`` images,
-    else all of it), written into their epochs' rows as ``final_<part>_natural``,
-    ``final_<part>_robust`` and ``final_<part>_robust_loss`` (the mean cross-entropy at the attack's
-    inputs); the per-epoch monitor is cheaper."""
-    n_eval = min(final_train_images(cfg), len(splits.train[1]))
-    n_test = cfg.final_test_size or len(splits.test[1])
-    sets = {"train": (splits.train[0][:n_eval], splits.train[1][:n_eval]), "val": splits.val,
-            "test": (splits.test[0][:n_test], splits.test[1][:n_test])}
-    loaders = {k: data.Loader(*v, eval_batch(device) * shard["shard"][1], device=device, **shard)
-               for k, v in sets.items()}
-    last_state = {k: v.clone() for k, v in model.state_dict().items()}
-    targets = {rows[-1]["epoch"]: last_state}
-    if best["epoch"] is not None and best["epoch"] != rows[-1]["epoch"] and run is not None:
-        targets[best["epoch"]] = load_torch(run.checkpoint("best"))["model"]
-    label = f"PGD-{cfg.final_attack_steps}"
-    for epoch, state in targets.items():
-        model.load_state_dict(state)
-        torch.manual_seed(cfg.seed + 104_729)  # the attacks' random starts: the same after a resume
-        row = next(r for r in rows if r["epoch"] == epoch)
-        t0 = time.perf_counter()
-        with amp:
-            for part in FINAL_PARTS:
-                r = evaluate_split(model, loaders[part], cfg, cfg.final_attack_steps)
-                for k in ("natural", "robust", "robust_loss"):
-                    row[f"final_{part}_{k}"] = r[k]
-        row["final_attack"], row["time_final"] = label, time.perf_counter() - t0
-    model.load_state_dict(last_state)
+            run.write_rows(rows)
     return rows
 
 

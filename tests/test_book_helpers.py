@@ -1,5 +1,6 @@
 """awp_lib.book: the helpers every chapter uses."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -35,7 +36,8 @@ def test_results_go_to_project_root(tmp_path, monkeypatch):
     assert path == tmp_path / "results" / "smoke" / "ch9.json"
     assert json.loads(path.read_text())["at"]["best_test_robust"] == 0.5
     assert book.load_results("smoke", "ch9")["profile"] == "smoke"
-    assert book.run_dir("cpu", "x") == tmp_path / "runs" / "cpu" / "x"
+    assert book.Run("cpu", "x").folder.path == tmp_path / "runs" / "cpu" / "x"
+    assert book.runs_folder("cpu", "elsewhere") == Path("elsewhere") / "cpu"
     with pytest.raises(ValueError, match="unknown profile 'gpu'"):
         book.start_page("gpu")
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from awp_lib import book, data
+from awp_lib import data
 from awp_lib.book import build, runlist
+from awp_lib.book.store import Run
 from awp_lib.config import make_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,13 +29,13 @@ LIVE = re.compile(r"\binteract(ive)?\s*\(|@widgets\.interact|\.observe\s*\(")
 def test_book_runs_are_valid_and_consistent(profile):
     runs = runlist.book_runs(profile)
     assert len(runs) >= 10
-    for name, kw in runs.items():
-        cfg = make_config(profile, **kw)          # raises on a bad key or value
-        assert name.endswith(f"-s{cfg.seed}"), name
+    for name, run in runs.items():
+        cfg = make_config(profile, **run.overrides)          # raises on a bad key or value
+        assert run.name == name and run.profile == profile and name.endswith(f"-s{cfg.seed}"), name
     # chapters share runs: chapter 2's AT seed 0 is chapter 3's and chapter 4's
-    assert runlist.ch3_run(profile)[0] in runs
-    assert runlist.ch4_at_awp(0, 0)[0] == "at-piecewise-s0" in runlist.ch2_runs(profile)
-    assert runlist.run_page_run(profile)[0] in runs
+    assert runlist.ch3_run(profile).name in runs
+    assert runlist.ch4_at_awp(profile, 0, 0).name == "at-piecewise-s0" == runlist.ch2_runs(profile)["piecewise"].name
+    assert runlist.run_page_run(profile).name in runs
 
 
 def test_chapter_parameters_are_checked():
@@ -43,10 +44,10 @@ def test_chapter_parameters_are_checked():
     with pytest.raises(ValueError, match="'pgd'.*trades, mart, rst"):
         runlist.ch5_runs("smoke", methods="pgd")
     assert runlist.ch4_params("cpu")["seeds"] == [0, 1, 2, 3, 4]
-    assert runlist.ch3_run("smoke", norm="l2", eps="1")[0] == "at-piecewise-l2-eps1-s0"
+    assert runlist.ch3_run("smoke", norm="l2", eps="1").name == "at-piecewise-l2-eps1-s0"
     assert runlist.ch3_results_name("at-piecewise-l2-eps1-s0") == "ch3-piecewise-l2-eps1"
-    assert runlist.ch3_results_name(runlist.ch3_run("smoke", seed=2)[0], 2) == "ch3"
-    assert runlist.ch3_results_name(runlist.ch3_run("smoke", schedule="cosine")[0]) == "ch3-cosine"
+    assert runlist.ch3_results_name(runlist.ch3_run("smoke", seed=2).name, 2) == "ch3"
+    assert runlist.ch3_results_name(runlist.ch3_run("smoke", schedule="cosine").name) == "ch3-cosine"
 
 
 @pytest.fixture()
@@ -75,12 +76,13 @@ def test_a_runs_numbers_do_not_depend_on_jobs(tmp_path, monkeypatch):
 def test_a_failed_run_is_reported_and_the_others_finish(runs_root, monkeypatch, capsys):
     real = runlist.book_runs
     monkeypatch.setattr(runlist, "book_runs", lambda profile: {
-        **{k: v for k, v in real(profile).items() if k == "ch1-at-s0"}, "ch1-bad-s0": dict(method="at", lr=-1.0)})
+        **{k: v for k, v in real(profile).items() if k == "ch1-at-s0"},
+        "ch1-bad-s0": Run(profile, "ch1-bad-s0", dict(method="at", lr=-1.0))})
     with pytest.raises(build.RunsFailed, match="ch1-bad-s0: ValueError: lr=-1.0"):
         build.train_all("smoke", progress="line", jobs=2)
     out = capsys.readouterr().out
     assert "FAILED ch1-bad-s0" in out and "done ch1-at-s0" in out
-    assert book.run_state("smoke", "ch1-at-s0") == "done"
+    assert runlist.book_runs("smoke")["ch1-at-s0"].state() == "done"
 
 
 def test_train_all_trains_then_skips_and_read_mode_reads(runs_root, monkeypatch, capsys):
@@ -90,28 +92,28 @@ def test_train_all_trains_then_skips_and_read_mode_reads(runs_root, monkeypatch,
     assert "2 in all, 0 done" in out and "done ch1-at-s0:" in out and "test_robust=" in out
     assert build.train_all("smoke", only="ch1-*", progress="line") == []   # nothing left to do
     assert "2 in all, 2 done" in capsys.readouterr().out
-    name, kw = next(iter(runlist.ch1_runs("smoke").items()))
-    assert book.run_state("smoke", name, kw) == "done"
+    run = runlist.ch1_runs("smoke")["standard"]
+    assert run.state() == "done"
     # asked for with another final evaluation: not done (book-runs redoes that evaluation)
-    assert book.run_state("smoke", name, {**kw, "final_attack_steps": 2}) == "partial"
+    assert run.with_config(final_attack_steps=2).state() == "partial"
     monkeypatch.setenv("AWP_BOOK_RUNS", "read")
     from awp_lib.runs import RunDir
 
     def no_lock(self):
         raise AssertionError("a page reading a finished run took the training lock")
     monkeypatch.setattr(RunDir, "training", no_lock)   # pages read side by side: never a lock
-    rows = book.train_run(name, "smoke", **kw)
-    assert len(rows) == kw["epochs"] and 0 <= rows[-1]["test_robust"] <= 1
+    rows = run.rows()
+    assert len(rows) == run.config.epochs and 0 <= rows[-1]["test_robust"] <= 1
 
 
 def test_read_mode_refuses_unlisted_and_unfinished_runs(runs_root, monkeypatch):
     monkeypatch.setenv("AWP_BOOK_RUNS", "read")
     with pytest.raises(RuntimeError, match=r"'at-mystery-s0'.*not in the book's run list.*runlist"):
-        book.train_run("at-mystery-s0", "smoke", method="at")
+        Run("smoke", "at-mystery-s0", dict(method="at")).rows()
     with pytest.raises(RuntimeError, match="another config"):
-        book.train_run("at-piecewise-s0", "smoke", method="at", lr=0.3)
+        runlist.ch4_at_awp("smoke", 0, 0).with_config(lr=0.3).rows()
     with pytest.raises(RuntimeError, match="not finished.*book-runs --profile smoke"):
-        book.train_run("at-piecewise-s0", "smoke", method="at", seed=0)
+        runlist.ch4_at_awp("smoke", 0, 0).rows()
     assert not (runs_root / "smoke" / "at-piecewise-s0").exists()   # nothing was trained
 
 
@@ -149,14 +151,14 @@ def test_chapter_with_live_widget_executes_repeatedly_without_stalling(monkeypat
 def test_a_run_trained_with_another_config_is_set_aside_and_trained_again(runs_root):
     """The run list changed a training key (here the learning rate; a cut such as compile or the
     monitor's sizes alike): the old run is not reused but kept aside, and the listed one trains."""
-    name, kw = next(iter(runlist.ch1_runs("smoke").items()))
-    old = {**kw, "lr": 0.01}
-    book.train_run(name, "smoke", **old)
-    assert book.run_state("smoke", name, old) == "done"
-    assert book.run_state("smoke", name, kw) == "stale"
-    rows = book.train_run(name, "smoke", **kw)
-    assert len(rows) == kw["epochs"] and book.run_state("smoke", name, kw) == "done"
+    run = runlist.ch1_runs("smoke")["standard"]
+    name, old = run.name, run.with_config(lr=0.01)
+    old.rows()
+    assert old.state() == "done"
+    assert run.state() == "stale"
+    rows = run.rows()
+    assert len(rows) == run.config.epochs and run.state() == "done"
     aside = runs_root / "smoke" / f"{name}.other-config"
     assert json.loads((aside / "config.json").read_text())["lr"] == 0.01
     # a change of the final evaluation alone keeps the training (the evaluation is redone)
-    assert book.run_state("smoke", name, {**kw, "final_attack_steps": 2}) == "partial"
+    assert run.with_config(final_attack_steps=2).state() == "partial"

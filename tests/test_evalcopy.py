@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from awp_lib import attacks, data, evalcopy, landscape, models
 from awp_lib.config import make_config
-from awp_lib.train import evaluate_split
+from awp_lib.monitor import evaluate_split
 
 EPS, STEP = 0.1, 0.025
 

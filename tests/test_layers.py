@@ -35,13 +35,20 @@ def test_the_contracts_hold_and_fail_on_an_upward_import(tmp_path):
 def function_level_imports():
     for f in sorted((REPO / "awp_lib").rglob("*.py")):
         lines = f.read_text().split("\n")
+        module = ".".join(f.relative_to(REPO).with_suffix("").parts)
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, (ast.Import, ast.ImportFrom)) and node.col_offset > 0:
-                yield f"{f.relative_to(REPO)}:{node.lineno}", lines[node.lineno - 1]
+                target = node.names[0].name if isinstance(node, ast.Import) else ".".join(
+                    module.split(".")[:len(module.split(".")) - node.level] + ([node.module] if node.module else []))
+                yield f"{f.relative_to(REPO)}:{node.lineno}", lines[node.lineno - 1], f"{module} -> {target}"
 
 
 def test_imports_inside_functions_are_few_and_say_why():
     found = list(function_level_imports())
     assert len(found) <= 25, found
-    for where, line in found:
-        assert "# optional dependency" in line or "# CLI start-up time" in line, (where, line)
+    ignored = (REPO / "pyproject.toml").read_text()
+    for where, line, edge in found:
+        reasons = ("# optional dependency", "# CLI start-up time", "# import cycle")
+        assert any(r in line for r in reasons), (where, line)
+        if "# import cycle" in line:  # the one upward edge the layers contract lists as ignored
+            assert f'"{edge}"' in ignored, (where, edge)

@@ -88,16 +88,16 @@ def test_chapter_runs_cover_seeds_the_when_section_and_the_controls(profile):
     runs = runlist.book_runs(profile)
     for s in range(runlist.CH4[profile]["seeds"]):
         assert f"at-piecewise-s{s}" in runs and f"at-awp{runlist.CH4[profile]['gamma']:g}-s{s}" in runs
-    for name, kw in runlist.ch2_when_runs(profile).values():
-        assert runs[name] == kw
+    for run in runlist.ch2_when_runs(profile).values():
+        assert runs[run.name].overrides == run.overrides
     g = runlist.CH4[profile]["gamma"]
     want = {"rwp": f"at-rwp{g:g}-s0", "rwp10": f"at-rwp{10 * g:g}-s0", "awp-global": f"at-awp{g:g}-global-s0",
             "ema": "at-ema-s0", "at": "at-piecewise-s0", "awp": f"at-awp{g:g}-s0"}
     for label, name in want.items():
-        got, kw = runlist.ch4_control(profile, label, 0)
-        assert got == name and name in runs
-        assert names.run_name(make_config(profile, **kw)) == name      # the name says the config
-    assert make_config(profile, **runs[want["rwp10"]]).awp_gamma == pytest.approx(10 * g)
+        run = runlist.ch4_control(profile, label, 0)
+        assert run.name == name and name in runs
+        assert names.run_name(run.config) == name      # the name says the config
+    assert runs[want["rwp10"]].config.awp_gamma == pytest.approx(10 * g)
     with pytest.raises(ValueError, match="control 'sam'.*at, awp, rwp, rwp10, awp-global, ema"):
         runlist.ch4_control(profile, "sam", 0)
 
@@ -138,8 +138,8 @@ def test_one_colour_per_method_across_the_book(tmp_path):
     rgb = {k: mc.to_hex(c) for k, c in book.COLORS.items()}
     assert len(set(rgb.values())) == len(rgb), f"two methods share a colour: {rgb}"
     # every method label a cpu-book run gets has its colour; families follow AT / AT-AWP
-    for name, kw in runlist.book_runs("cpu").items():
-        label = report.method_label(make_config("cpu", **kw).to_dict())
+    for name, run in runlist.book_runs("cpu").items():
+        label = report.method_label(run.config.to_dict())
         assert book.color_of(label) in book.COLORS.values(), (name, label)
     assert book.color_of("AT-AWP-global") == book.COLORS["AT-AWP global"]
     assert book.color_of("AT (cosine)") == book.COLORS["AT"]

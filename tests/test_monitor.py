@@ -7,7 +7,7 @@ import nbformat
 import pytest
 import torch
 
-from awp_lib import book, config, data, models
+from awp_lib import book, config, data, models, monitor
 from awp_lib import train as T
 from awp_lib.config import make_config
 from awp_lib.io import load_torch, save_torch
@@ -50,7 +50,7 @@ def test_monitor_counts_natural_and_robust_in_one_pass(tiny):
     torch.manual_seed(0)
     model = models.build_model("smallcnn", "fashion-mnist", 8).eval()
     loader = data.Loader(*tiny.test, 32)
-    nat, rob = T.robust_accuracy(model, loader, cfg_(), 3)
+    nat, rob = monitor.robust_accuracy(model, loader, cfg_(), 3)
     with torch.no_grad():
         direct = sum((model(x).argmax(1) == y).sum().item() for x, y in loader) / 100
     assert nat == direct and 0 <= rob <= nat

@@ -32,10 +32,10 @@ def test_pages_define_few_functions_and_keep_cells_short():
 
 
 def test_pages_neither_train_nor_build_run_folders():
-    """Runs are trained by book-runs and read through awp_lib.book (train_run, load_run_model,
+    """Runs are trained by book-runs and read through the run list's Runs (rows, model,
     pseudo_labels ...): no page calls the training loop or writes a path into runs/."""
     for where, source in code_cells():
         assert "train.train(" not in source, where
-        path = r"""/\s*["']checkpoints["']|["']checkpoints["']\s*/|run_dir\([^)]*\)\s*/"""
+        path = r"""/\s*["']checkpoints["']|["']checkpoints["']\s*/|\.folder\.path\s*/"""
         assert not re.search(path, source), where
         assert "save_torch(" not in source and "save_text(" not in source, where

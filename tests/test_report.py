@@ -115,7 +115,7 @@ def test_measured_on_names_the_attack_and_test_images_of_each_experiment(tmp_pat
         cfg = json.loads((tmp_path / name / "config.json").read_text())
         (tmp_path / name / "config.json").write_text(json.dumps({**cfg, **extra, "eval_attack_steps": 5}))
         rows = json.loads((tmp_path / name / "metrics.json").read_text())
-        for r in rows:  # the final evaluation of every evaluated epoch, as train.final_evaluation writes it
+        for r in rows:  # the final evaluation of every evaluated epoch, as monitor.final_evaluation writes it
             r.update({f"final_{k}": r[k] for k in ("test_robust", "test_natural", "train_robust")},
                      final_attack="PGD-20")
         (tmp_path / name / "metrics.json").write_text(json.dumps(rows))

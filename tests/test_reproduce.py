@@ -7,12 +7,12 @@ import sys
 import pytest
 
 from awp_lib import names, semantics, train
-from awp_lib.book import report, reproduce
+from awp_lib.book import build, report, reproduce, suites
 from awp_lib.config import make_config
 
 
 def test_table3_paper_expands_to_the_60_runs_of_the_paper():
-    runs = reproduce.get_suite("table3").runs("paper")
+    runs = suites.get_suite("table3").runs("paper")
     assert len(runs) == 60 and len({r.name for r in runs}) == 60
     axes = {(r.axes["dataset"], r.axes["norm"], r.axes["method"], r.axes["seed"]) for r in runs}
     assert axes == {(d, n, m, s) for d in ("cifar10", "cifar100", "svhn") for n in ("linf", "l2")
@@ -24,32 +24,32 @@ def test_table3_paper_expands_to_the_60_runs_of_the_paper():
         assert math.isclose(c.eps, 8 / 255 if c.norm == "linf" else 128 / 255)
         assert math.isclose(c.alpha, (1 / 255 if c.dataset == "svhn" else 2 / 255) if c.norm == "linf" else 15 / 255)
         assert c.lr == (0.01 if c.dataset == "svhn" else 0.1)
-        assert r.notebook == reproduce.RUN_NOTEBOOK and r.parameters["name"] == r.name
+        assert r.notebook == suites.RUN_NOTEBOOK and r.parameters["name"] == r.name
     assert sum(r.config.awp_warmup == 5 for r in runs) == 10  # SVHN AT-AWP: AWP after 5 epochs
 
 
 def test_other_suites_expand():
-    t4 = reproduce.get_suite("table4").runs("paper")
+    t4 = suites.get_suite("table4").runs("paper")
     assert len(t4) == 30 and {r.config.regularizer for r in t4} == {"none", "l1", "l2", "cutout", "mixup"}
     assert all(r.config.norm == "linf" for r in t4)
     assert {r.config.awp_gamma for r in t4} == {0, 5e-3}   # Appendix F's budget for Tables 4 and 5
-    assert all(r.config.norm == "l2" for r in reproduce.get_suite("table5").runs("paper"))
-    wrn = reproduce.get_suite("benchmark-wrn").runs("paper")
+    assert all(r.config.norm == "l2" for r in suites.get_suite("table5").runs("paper"))
+    wrn = suites.get_suite("benchmark-wrn").runs("paper")
     assert [r.config.method for r in wrn] == ["at", "trades", "mart"] and {r.config.model for r in wrn} == {"wrn-34-10"}
     assert all(r.parameters["battery"] == "full" for r in wrn)
-    fig7 = reproduce.get_suite("fig7-schedules").runs("paper")
-    assert [r.parameters["schedule"] for r in fig7] == ["cosine", "cyclic"] and fig7[0].notebook == reproduce.CH3_NOTEBOOK
-    fig10 = reproduce.get_suite("fig10-l2").runs("paper")[0]
+    fig7 = suites.get_suite("fig7-schedules").runs("paper")
+    assert [r.parameters["schedule"] for r in fig7] == ["cosine", "cyclic"] and fig7[0].notebook == suites.CH3_NOTEBOOK
+    fig10 = suites.get_suite("fig10-l2").runs("paper")[0]
     assert fig10.parameters["eps"] == "128/255" and math.isclose(fig10.config.eps, 128 / 255)
-    assert reproduce.get_suite("fig9-datasets").runs("smoke") == []   # one dataset offline
-    smoke = reproduce.get_suite("table3").runs("smoke")
+    assert suites.get_suite("fig9-datasets").runs("smoke") == []   # one dataset offline
+    smoke = suites.get_suite("table3").runs("smoke")
     assert len(smoke) == 8 and {r.config.dataset for r in smoke} == {"fashion-mnist"}
     # a suite shares the chapters' runs: same names for the same configs
     assert names.run_name(make_config("cpu", method="at", seed=3)) == "at-piecewise-s3"
     assert names.run_name(make_config("cpu", method="at", awp_gamma=1e-2, seed=0)) == "at-awp0.01-s0"
     assert names.run_name(make_config("cpu", method="at", regularizer="l2", seed=0)) == "at-l2-s0"
     with pytest.raises(ValueError, match="table33.*table3"):
-        reproduce.get_suite("table33")
+        suites.get_suite("table33")
 
 
 def test_dry_run_lists_the_plan_and_gpu_hours(tmp_path):
@@ -69,26 +69,27 @@ def test_bad_parameter_file_fails_before_any_run(tmp_path):
         f = tmp_path / "params.yaml"
         f.write_text(text)
         with pytest.raises(ValueError, match=pattern):
-            reproduce.load_parameter_file(f)
+            suites.load_parameter_file(f)
     f.write_text("epochz: 3\n")
     p = subprocess.run([sys.executable, "-m", "awp_lib", "reproduce", "table3", "--profile", "smoke", "-f", str(f),
                         "--runs-root", str(tmp_path / "runs")], capture_output=True, text=True)
     assert p.returncode == 2 and "epochz" in p.stderr and "epochs" in p.stderr
     assert not (tmp_path / "runs").exists()
     f.write_text("epochs: 1\nlr: 0.02\n")
-    assert reproduce.load_parameter_file(f) == {"epochs": 1, "lr": 0.02}
-    runs = reproduce.get_suite("table3").runs("smoke", reproduce.load_parameter_file(f))
+    assert suites.load_parameter_file(f) == {"epochs": 1, "lr": 0.02}
+    runs = suites.get_suite("table3").runs("smoke", suites.load_parameter_file(f))
     assert all(r.config.epochs == 1 and r.config.lr == 0.02 for r in runs)
 
 
 def test_a_folder_with_another_config_is_refused_before_any_run(tmp_path):
-    run = reproduce.get_suite("table3").runs("smoke")[0]
+    run = suites.get_suite("table3").runs("smoke")[0]
     folder = tmp_path / "smoke" / run.name
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({**run.config.to_dict(), "epochs": 7}))
+    saved = {**run.config.to_dict(), semantics.KEY: semantics.TRAINING_SEMANTICS, "epochs": 7}
+    (folder / "config.json").write_text(json.dumps(saved))
     with pytest.raises(ValueError, match="another config.*epochs"):
         reproduce.run_suite("table3", "smoke", runs_root=str(tmp_path), out=lambda m: None)
-    assert not (tmp_path / "smoke" / reproduce.get_suite("table3").runs("smoke")[1].name).exists()
+    assert not (tmp_path / "smoke" / suites.get_suite("table3").runs("smoke")[1].name).exists()
 
 
 def _interrupt_after_first_epoch(monkeypatch):
@@ -109,7 +110,7 @@ def test_reproduce_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, mo
     stamp = {p.name: p.stat().st_mtime_ns for p in done0.iterdir() if p.is_file()}
 
     # seed 1 is interrupted after its first epoch (as by a kill): a checkpoint, no done.json
-    run1 = [r for r in reproduce.get_suite("table3").runs("smoke") if r.name == "at-awp0.01-s1"][0]
+    run1 = [r for r in suites.get_suite("table3").runs("smoke") if r.name == "at-awp0.01-s1"][0]
     with monkeypatch.context() as m:
         _interrupt_after_first_epoch(m)
         with pytest.raises(KeyboardInterrupt):
@@ -139,7 +140,7 @@ def test_reproduce_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, mo
 
 
 def test_aggregate_suite_from_run_folders_the_test_writes(tmp_path):
-    suite = reproduce.get_suite("table4")
+    suite = suites.get_suite("table4")
     runs = suite.runs("smoke", seeds=3)
     for r in runs[:4]:   # AT seeds 0-2, AT+L1 seed 0
         d = tmp_path / "smoke" / r.name
@@ -164,7 +165,7 @@ def test_aggregate_suite_from_run_folders_the_test_writes(tmp_path):
 def test_slurm_executor_runs_the_same_function_through_submitit(tmp_path):
     # submitit's "debug" cluster runs the job in this process when its result is asked for: the
     # job is the pickled execute_run of a local run, so the Slurm path is the local path.
-    runs = [r for r in reproduce.get_suite("table3").runs("smoke", seeds=1) if r.name == "at-awp0.01-s0"]
+    runs = [r for r in suites.get_suite("table3").runs("smoke", seeds=1) if r.name == "at-awp0.01-s0"]
     jobs = reproduce.submit_slurm(runs, tmp_path, 1, {"cluster": "debug", "slurm_partition": "gpu"})
     info = jobs[0].result()
     assert info["run"] == "at-awp0.01-s0"
@@ -174,9 +175,9 @@ def test_slurm_executor_runs_the_same_function_through_submitit(tmp_path):
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_failing_run_does_not_stop_the_others(tmp_path):
-    runs = reproduce.get_suite("table3").runs("smoke", {"device": "cuda"}, seeds=1)
+    runs = suites.get_suite("table3").runs("smoke", {"device": "cuda"}, seeds=1)
     log = []
-    with pytest.raises(reproduce.RunsFailed, match="2 of 2 runs failed") as e:
+    with pytest.raises(build.RunsFailed, match="2 of 2 runs failed") as e:
         reproduce.run_suite("table3", "smoke", {"device": "cuda"}, seeds=1, only="at-piecewise-s0,at-awp0.01-s0", runs_root=str(tmp_path),
                             log_output=False, out=log.append)
     assert "at-piecewise-s0" in str(e.value) and "at-awp0.01-s0" in str(e.value)
@@ -189,7 +190,7 @@ def test_a_run_executed_elsewhere_is_skipped_and_a_stale_lock_taken_over(tmp_pat
     import socket
 
     from awp_lib.runs import RunDir
-    run = [r for r in reproduce.get_suite("table3").runs("smoke", seeds=1) if r.name == "at-piecewise-s0"][0]
+    run = [r for r in suites.get_suite("table3").runs("smoke", seeds=1) if r.name == "at-piecewise-s0"][0]
     folder = tmp_path / "smoke" / run.name
     folder.mkdir(parents=True)
     with RunDir(folder).executing():   # held, as by another suite (an flock: per open file)
@@ -202,7 +203,7 @@ def test_a_run_executed_elsewhere_is_skipped_and_a_stale_lock_taken_over(tmp_pat
 
 
 def test_a_run_finished_by_another_process_meanwhile_is_not_executed_again(tmp_path):
-    run = reproduce.get_suite("table3").runs("smoke", seeds=1)[0]
+    run = suites.get_suite("table3").runs("smoke", seeds=1)[0]
     folder = tmp_path / "smoke" / run.name
     folder.mkdir(parents=True)
     (folder / "done.json").write_text(json.dumps({"run": run.name, "seconds": 1.0}))

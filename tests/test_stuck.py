@@ -4,9 +4,11 @@ import math
 
 import pytest
 
-from awp_lib import book, data, methods
+from awp_lib import data, methods
+from awp_lib import stuck as S
 from awp_lib import train as T
 from awp_lib.book import build, runlist
+from awp_lib.book.store import Run
 from awp_lib.config import make_config
 from awp_lib.io import load_torch
 
@@ -22,7 +24,7 @@ def test_a_collapsed_run_fails_within_three_epochs_naming_run_epoch_and_remedies
     # gamma = 1: the perturbation is as large as the weights, and AT-AWP falls to a constant prediction
     out = tmp_path / "collapsing"
     cfg = cfg_(awp_gamma=1.0)
-    with pytest.raises(T.TrainingStuck) as err:
+    with pytest.raises(S.TrainingStuck) as err:
         T.train(cfg, out, tiny, progress="none")
     rows = json.loads((out / "metrics.json").read_text())
     stopped = rows[-1]["epoch"]
@@ -32,10 +34,10 @@ def test_a_collapsed_run_fails_within_three_epochs_naming_run_epoch_and_remedies
     msg = str(err.value)
     for needle in (str(out), f"epoch {stopped}", "stuck at chance", "--awp-warmup", "--awp-gamma", "--lr"):
         assert needle in msg, (needle, msg)
-    assert isinstance(err.value, T.TrainingDiverged)
+    assert isinstance(err.value, S.TrainingDiverged)
     # what was computed is kept, and asking again fails at once without training
     assert load_torch(out / "checkpoints" / "last.pt")["epoch"] == stopped
-    with pytest.raises(T.TrainingStuck):
+    with pytest.raises(S.TrainingStuck):
         T.train(cfg, out, tiny, progress="none")
     assert json.loads((out / "metrics.json").read_text()) == rows
 
@@ -67,35 +69,36 @@ def rows_(losses, natural=None, every=1):
 def test_stuck_at_chance_counts_epochs_after_the_warmup_only():
     ln10 = math.log(10)
     cfg = make_config("cpu", awp_gamma=0.01)   # warm-up 5
-    assert T.stuck_at_chance(cfg, rows_([1.2] * 5 + [ln10] * 2), 10) is None
-    assert "within 1% of 2.303, the at loss of a uniform prediction" in T.stuck_at_chance(
+    assert S.stuck_at_chance(cfg, rows_([1.2] * 5 + [ln10] * 2), 10) is None
+    assert "within 1% of 2.303, the at loss of a uniform prediction" in S.stuck_at_chance(
         cfg, rows_([1.2] * 5 + [ln10 * 1.005] * 3), 10)
     # during the warm-up, at ln 10 or not, nothing is counted
-    assert T.stuck_at_chance(cfg, rows_([ln10] * 5), 10) is None
+    assert S.stuck_at_chance(cfg, rows_([ln10] * 5), 10) is None
     # 2 % away from ln(C) is learning, not chance; ln(100) for 100 classes
-    assert T.stuck_at_chance(cfg, rows_([1.2] * 5 + [ln10 * 0.98] * 3), 10) is None
-    assert T.stuck_at_chance(cfg, rows_([1.2] * 5 + [math.log(100)] * 3), 100) is not None
+    assert S.stuck_at_chance(cfg, rows_([1.2] * 5 + [ln10 * 0.98] * 3), 10) is None
+    assert S.stuck_at_chance(cfg, rows_([1.2] * 5 + [math.log(100)] * 3), 100) is not None
     # the monitor's natural accuracy at chance + 2 points on 3 evaluated epochs in a row
-    assert "validation natural accuracy" in T.stuck_at_chance(cfg, rows_([2.0] * 20, 0.115, every=5), 10)
-    assert T.stuck_at_chance(cfg, rows_([2.0] * 20, 0.125, every=5), 10) is None
-    assert T.stuck_at_chance(make_config("cpu", stuck_epochs=0), rows_([ln10] * 9), 10) is None
+    assert "validation natural accuracy" in S.stuck_at_chance(cfg, rows_([2.0] * 20, 0.115, every=5), 10)
+    assert S.stuck_at_chance(cfg, rows_([2.0] * 20, 0.125, every=5), 10) is None
+    assert S.stuck_at_chance(make_config("cpu", stuck_epochs=0), rows_([ln10] * 9), 10) is None
 
 
 def test_stuck_runs_are_listed_as_stuck_and_failed_by_book_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("AWP_DATA", str(data.data_root()))
     monkeypatch.setenv("AWP_HOME", str(tmp_path))   # runs under tmp_path/runs, in the workers too
     kw = dict(epochs=8, train_size=192, val_size=100, test_size=100, final_attack_steps=0, awp_gamma=1.0)
+    run = Run("smoke", "collapsing", kw)
     with pytest.raises(build.RunsFailed, match="collapsing: TrainingStuck: .*stuck at chance"):
-        build.train_runs("smoke", {"collapsing": kw}, progress="none", jobs=1)
-    assert book.run_state("smoke", "collapsing", kw) == "stuck"
-    assert not (book.run_dir("smoke", "collapsing") / "checkpoints" / "epoch8.pt").exists()
+        build.train_runs({"collapsing": run}, progress="none", jobs=1)
+    assert run.state() == "stuck"
+    assert not run.folder.checkpoint(8).exists()
     # a page asking for it in the build fails, naming it; nothing reads its numbers as a result
     monkeypatch.setenv("AWP_BOOK_RUNS", "read")
-    monkeypatch.setattr(runlist, "book_runs", lambda profile: {"collapsing": kw})
+    monkeypatch.setattr(runlist, "book_runs", lambda profile: {"collapsing": run})
     with pytest.raises(RuntimeError, match="'collapsing' is stuck at chance"):
-        book.train_run("collapsing", "smoke", **kw)
+        run.rows()
     # a run expected to collapse (chapter 4's demonstration) is read with the reason it stopped
-    rows, why = book.stuck_run("collapsing", "smoke", **kw)
+    rows, why = run.stuck()
     assert "stuck at chance" in why and rows[-1]["epoch"] < 8
 
 
@@ -119,7 +122,7 @@ def test_awp_warmup_defaults_by_profile(profile, kw, warmup):
 
 def test_every_awp_run_of_the_cpu_book_warms_up_and_the_smoke_book_does_not():
     for profile, expected in (("cpu", lambda c: round(0.05 * c.epochs)), ("smoke", lambda c: 0)):
-        for name, kw in runlist.book_runs(profile).items():
-            cfg = make_config(profile, **kw)
+        for name, run in runlist.book_runs(profile).items():
+            cfg = run.config
             if cfg.awp_gamma > 0 and name not in runlist.expected_stuck(profile):
                 assert cfg.awp_warmup == expected(cfg), (profile, name, cfg.awp_warmup)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from awp_lib import data
+from awp_lib import stuck
 from awp_lib import train as T
 from awp_lib.config import make_config
 from awp_lib.io import load_torch
@@ -87,7 +88,7 @@ def test_changed_config_in_same_folder_refused(tmp_path, tiny):
 
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, monkeypatch):
     monkeypatch.setattr(T, "lr_at", lambda cfg, t: 0.05 if t < 1 else 1e30)
-    with pytest.raises(T.TrainingDiverged, match="epoch 2.*last good checkpoint.*last.pt \\(epoch 1\\)"):
+    with pytest.raises(stuck.TrainingDiverged, match="epoch 2.*last good checkpoint.*last.pt \\(epoch 1\\)"):
         T.train(cfg_(epochs=3), tmp_path, tiny, progress="none")
     ck = load_torch(tmp_path / "checkpoints/last.pt")
     assert ck["epoch"] == 1 and all(torch.isfinite(v).all() for v in ck["model"].values())

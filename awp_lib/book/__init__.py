@@ -4,9 +4,12 @@ The core (``awp_lib.*``: data, models, attacks, AWP, methods, training, evaluati
 this package; ``make test`` checks it (import-linter, ``pyproject.toml``). One module per job:
 
 * :mod:`~awp_lib.book.runlist`: the runs each chapter reads, named by the one namer;
-* :mod:`~awp_lib.book.store`: training or reading those runs under ``runs/<profile>/``;
+* :mod:`~awp_lib.book.store`: :class:`Run`, one run, trained or read under ``runs/<profile>/``;
 * :mod:`~awp_lib.book.build`: ``python -m awp_lib book-runs``, training the whole list;
 * :mod:`~awp_lib.book.summaries`: a run's headline numbers, and over seeds;
+* :mod:`~awp_lib.book.epochs`: the epochs the chapters point at (decays, late stage, checkpoints);
+* :mod:`~awp_lib.book.checks`: the sanity checks of metrics and batteries;
+* :mod:`~awp_lib.book.reattack`: stored checkpoints measured again (monitor agreement, flatness);
 * :mod:`~awp_lib.book.claims`: the claims tested on them, printed as holds or FAILS;
 * :mod:`~awp_lib.book.results`: the chapters' settings and ``results/<profile>/*.json``;
 * :mod:`~awp_lib.book.plots`: colours, learning curves, sliders, source listings;
@@ -17,16 +20,16 @@ The chapters call the helpers they share as ``book.<name>`` (``from awp_lib impo
 they are the names below.
 """
 from ..data import project_root
+from .checks import check_attacks, check_metrics
+from .epochs import after_decay, at_epoch, decay_epochs, gap_at, landscape_checkpoints, late_stage_start
 from .plots import COLORS, SPLIT_STYLES, color_of, fig_png, figure_slider, plot_band, plot_curves, show_source
-from .results import start_page, load_results, save_results, settings
-from .store import load_run_model, pseudo_labels, run_dir, saved_epochs, run_record, run_state, stuck_run, train_run
-from .summaries import (RunFlatness, after_decay, at_epoch, attacks_of, best_last, check_attacks,
-                        check_metrics, correlation, decay_epochs, final_numbers, gap_at,
-                        landscape_checkpoints, late_stage_start, mean_std, monitor_agreement, paired, stack, summarize)
+from .reattack import RunFlatness, monitor_agreement
+from .results import load_results, save_results, settings, start_page
+from .store import Run, runs_folder
+from .summaries import attacks_of, best_last, correlation, final_numbers, mean_std, paired, stack, summarize
 
-__all__ = ["project_root", "COLORS", "SPLIT_STYLES", "color_of", "fig_png", "figure_slider", "plot_band",
-           "plot_curves", "show_source", "start_page", "load_results", "save_results", "settings",
-           "load_run_model", "pseudo_labels", "run_dir", "saved_epochs", "run_record", "run_state", "stuck_run", "train_run",
-           "RunFlatness", "after_decay", "at_epoch", "attacks_of", "best_last", "check_attacks",
-           "check_metrics", "correlation", "decay_epochs", "landscape_checkpoints", "final_numbers", "gap_at", "late_stage_start", "mean_std",
-           "monitor_agreement", "paired", "stack", "summarize"]
+__all__ = ["project_root", "check_attacks", "check_metrics", "after_decay", "at_epoch", "decay_epochs", "gap_at",
+           "landscape_checkpoints", "late_stage_start", "COLORS", "SPLIT_STYLES", "color_of", "fig_png",
+           "figure_slider", "plot_band", "plot_curves", "show_source", "RunFlatness", "monitor_agreement",
+           "load_results", "save_results", "settings", "start_page", "Run", "runs_folder", "attacks_of",
+           "best_last", "correlation", "final_numbers", "mean_std", "paired", "stack", "summarize"]

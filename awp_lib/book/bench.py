@@ -26,9 +26,11 @@ from ..config import bf16_fast, make_config
 from ..data import Splits, data_root, project_root
 from ..precision import autocast, compiled
 from ..precision_check import awp_step_effect
-from ..train import final_test_images, final_train_images, train, train_step
-from . import runlist as bookruns
+from ..monitor import final_test_images, final_train_images
+from ..train import train, train_step
+from . import runlist
 from .build import run_seconds, train_runs
+from .store import Run
 
 BENCHES = {}
 
@@ -453,8 +455,9 @@ def jobs_speedup(device="cpu", quick=False):
     wall seconds of both, ``speedup`` = jobs 1 / jobs 2, and ``efficiency`` = speedup / 2 (what
     one run keeps of its speed while another shares the cores), used by :func:`cpu_run`'s projection."""
 
-    runs = {f"jobs-bench-s{i}": dict(method="at", seed=i, epochs=2 if quick else 5, eval_every=1,
-                                     final_attack_steps=0, device=device) for i in range(4)}
+    runs = {f"jobs-bench-s{i}": Run("cpu", f"jobs-bench-s{i}", dict(
+        method="at", seed=i, epochs=2 if quick else 5, eval_every=1, final_attack_steps=0, device=device))
+        for i in range(4)}
     saved = {k: os.environ.get(k) for k in ("AWP_HOME", "AWP_DATA")}
     os.environ["AWP_DATA"] = str(data_root())
     wall = {}
@@ -463,7 +466,7 @@ def jobs_speedup(device="cpu", quick=False):
             with tempfile.TemporaryDirectory() as tmp:
                 os.environ["AWP_HOME"] = tmp
                 t0 = time.perf_counter()
-                train_runs("cpu", runs, "none", jobs)
+                train_runs(runs, "none", jobs)
                 wall[jobs] = time.perf_counter() - t0
     finally:
         for k, v in saved.items():
@@ -521,9 +524,9 @@ def cpu_run(device="cpu", quick=False, speed: dict | None = None):
     final_images = final_test_images(base) + final_train_images(base) + base.val_size
     per_final_image = t_final / (2 * final_images) * 6 / (base.final_attack_steps + 1)
     cost = {k: v / per_method["at"] for k, v in per_method.items()}
-    stuck = bookruns.expected_stuck("cpu")  # they stop within a few epochs
-    run_min = [run_seconds(make_config("cpu", **kw), per_epoch, (per_eval_image + per_final_image) / 2, cost) / 60
-               for name, kw in bookruns.book_runs("cpu").items() if name not in stuck]
+    stuck = runlist.expected_stuck("cpu")  # they stop within a few epochs
+    run_min = [run_seconds(run.config, per_epoch, (per_eval_image + per_final_image) / 2, cost) / 60
+               for name, run in runlist.book_runs("cpu").items() if name not in stuck]
     times = project_root() / "_build" / "cell-times-cpu.json"
     page_min = [sum(c["seconds"] for c in nb) / 60 for nb in json.loads(times.read_text())["notebooks"].values()] \
         if times.exists() else []

@@ -17,19 +17,20 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 import torch
 from tqdm.auto import tqdm
 
-from ..config import PROFILES, Config, default_profile, make_config
+from ..config import PROFILES, Config, default_profile
 from ..data import TEST_SIZES
 from ..progress import format_row
 from ..runs import STATES, RunBusy
-from ..train import TrainingStuck, final_test_images, final_train_images
+from ..monitor import final_test_images, final_train_images
+from ..stuck import TrainingStuck
 from ..validate import check_choice
-from . import runlist, store
+from . import runlist
+from .store import Run
 
 
 def pending(profile: str) -> dict[str, str]:
-    """State of each of the book's runs, one of :data:`awp_lib.runs.STATES`
-    (:func:`awp_lib.book.run_state`)."""
-    return {name: store.run_state(profile, name, kw) for name, kw in runlist.book_runs(profile).items()}
+    """State of each of the book's runs, one of :data:`awp_lib.runs.STATES` (:meth:`Run.state`)."""
+    return {name: run.state() for name, run in runlist.book_runs(profile).items()}
 
 
 def default_jobs(memory_per_run_gib: float = 1.5) -> int:
@@ -69,22 +70,31 @@ def run_seconds(cfg: Config, epoch_s: float = 1.6, eval_image_s: float = 0.0025,
     return cfg.epochs * epoch_s * per_epoch + evals * monitor_images * (cfg.eval_attack_steps + 1) * per_image + final
 
 
-def _expected_seconds(profile: str, overrides: dict) -> float:
+def _expected_seconds(run: Run) -> float:
     """:func:`run_seconds` of a listed run; 0 for a config that does not validate (its worker
     reports the error)."""
     try:
-        return run_seconds(make_config(profile, **overrides))
+        return run_seconds(run.config)
     except ValueError:
         return 0.0
 
 
-def _train_one(profile: str, name: str, overrides: dict) -> dict:
+def _state(run: Run) -> str:
+    """:meth:`Run.state`; ``new`` for a config that does not validate (its worker reports the error)."""
+    try:
+        return run.state()
+    except ValueError:
+        return "new"
+
+
+def _train_one(run: Run) -> dict:
     """One run in a worker process, with one intra-op thread: a run's numbers do not depend on how
     many run beside it (the thread count changes the order of float sums)."""
     torch.set_num_threads(1)
+    name = run.name
     t0 = time.perf_counter()
     try:
-        rows = store.train_run(name, profile, _progress="none", **overrides)
+        rows = run.rows(progress="none")
     except RunBusy as e:  # another process trains it: reported, the others go on
         return {"run": name, "minutes": (time.perf_counter() - t0) / 60, "busy": True,
                 "error": f"busy: {e}", "traceback": ""}
@@ -100,7 +110,7 @@ def _train_one(profile: str, name: str, overrides: dict) -> dict:
 
 
 class RunsFailed(RuntimeError):
-    """Some of the book's runs raised; the others finished."""
+    """Some runs raised (of the book's list, or of a suite); the others finished."""
 
 
 def train_all(profile: str, only: str | None = None, progress: str = "auto", jobs: int | None = None) -> list[dict]:
@@ -110,12 +120,12 @@ def train_all(profile: str, only: str | None = None, progress: str = "auto", job
     if only:
         globs = [g.strip() for g in only.split(",") if g.strip()]
         runs = {k: v for k, v in runs.items() if any(fnmatch.fnmatch(k, g) for g in globs)}
-    return train_runs(profile, runs, progress, jobs, f"book runs ({profile})", runlist.expected_stuck(profile))
+    return train_runs(runs, progress, jobs, f"book runs ({profile})", runlist.expected_stuck(profile))
 
 
-def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs: int | None = None,
+def train_runs(runs: dict[str, Run], progress: str = "auto", jobs: int | None = None,
                title: str = "runs", stuck_ok: set[str] = frozenset()) -> list[dict]:
-    """Train, resume or skip ``runs`` (``{name: config overrides}`` under ``runs/<profile>/``),
+    """Train, resume or skip ``runs`` (``{name: Run}``),
     ``jobs`` at a time (default :func:`default_jobs`), each in its own process with one thread;
     one progress bar over the runs, one line per finished or failed run (name, minutes, headline
     numbers). A failed run does not stop the others: :class:`RunsFailed` is raised at the end,
@@ -124,9 +134,9 @@ def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs
     jobs = default_jobs() if jobs is None else jobs
     if not (isinstance(jobs, int) and jobs >= 1):
         raise ValueError(f"jobs={jobs!r} is invalid: a positive number of parallel runs")
-    states = {name: store.run_state(profile, name, overrides) for name, overrides in runs.items()}
+    states = {name: _state(run) for name, run in runs.items()}
     todo = [n for n in runs if states[n] != "done" and not (states[n] == "stuck" and n in stuck_ok)]
-    todo.sort(key=lambda n: -_expected_seconds(profile, runs[n]))  # the cores stay busy to the end
+    todo.sort(key=lambda n: -_expected_seconds(runs[n]))  # the cores stay busy to the end
     check_choice("progress", progress, ("auto", "bar", "line", "none"))
     say = print if progress != "none" else (lambda *_: None)
     bar = None
@@ -141,7 +151,7 @@ def train_runs(profile: str, runs: dict[str, dict], progress: str = "auto", jobs
     summary, failed = [], {}
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per worker: no inherited threads
     with ProcessPoolExecutor(max_workers=min(jobs, len(todo) or 1), mp_context=ctx) as pool:
-        pending_ = {pool.submit(_train_one, profile, name, runs[name]): name for name in todo}
+        pending_ = {pool.submit(_train_one, runs[name]): name for name in todo}
         if bar is None:
             for i, name in enumerate(todo, 1):
                 say(f"[{i}/{len(todo)}] queued {name} ({states[name]})")

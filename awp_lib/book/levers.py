@@ -21,11 +21,11 @@ from pathlib import Path
 
 from ..data import project_root
 from ..io import save_text
-from ..runs import RunDir
 from ..validate import check_choice
 from .build import train_runs
-from .store import run_dir
-from .summaries import after_decay, at_epoch, mean_std
+from .store import Run
+from .epochs import after_decay, at_epoch
+from .summaries import mean_std
 
 # name: (overrides of the cpu preset, what changes)
 SETTINGS = {
@@ -45,12 +45,13 @@ SETTINGS = {
 STUDY = dict(method="at", final_attack_steps=0)
 
 
-def lever_runs(seeds: int = 3, settings: list[str] | None = None) -> dict[str, dict]:
-    """``{run name: overrides}`` of the study: ``lever-<setting>-s<seed>``."""
+def lever_runs(seeds: int = 3, settings: list[str] | None = None) -> dict[str, Run]:
+    """The study's runs at ``cpu`` by name: ``lever-<setting>-s<seed>``."""
     names = settings or list(SETTINGS)
     for n in names:
         check_choice("lever setting", n, tuple(SETTINGS))
-    return {f"lever-{n}-s{s}": dict(SETTINGS[n][0], seed=s, **STUDY) for n in names for s in range(seeds)}
+    return {f"lever-{n}-s{s}": Run("cpu", f"lever-{n}-s{s}", dict(SETTINGS[n][0], seed=s, **STUDY))
+            for n in names for s in range(seeds)}
 
 
 def run_levers(rows: list[dict]) -> dict:
@@ -72,7 +73,7 @@ def summary(profile: str = "cpu", seeds: int = 3, settings: list[str] | None = N
     for name in settings or list(SETTINGS):
         per_seed = []
         for s in range(seeds):
-            run = RunDir(run_dir(profile, f"lever-{name}-s{s}"))
+            run = Run(profile, f"lever-{name}-s{s}").folder
             if run.finished():  # finished runs only
                 per_seed.append(run_levers(run.rows()))
         if not per_seed:
@@ -126,7 +127,7 @@ def _cmd(args) -> None:
 
     settings = [s.strip() for s in args.settings.split(",") if s.strip()] or None
     if not args.summary_only:
-        train_runs("cpu", lever_runs(args.seeds, settings), args.progress, args.jobs, "lever study (cpu)")
+        train_runs(lever_runs(args.seeds, settings), args.progress, args.jobs, "lever study (cpu)")
     rows = summary("cpu", args.seeds, settings)
     for r in rows:
         print(f"{r['setting']:>14}: validation {100 * r['best_val_robust']:.1f} -> {100 * r['last_val_robust']:.1f}, "

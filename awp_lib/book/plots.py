@@ -6,7 +6,8 @@ import inspect
 import textwrap
 import io
 
-from .summaries import best_last, decay_epochs, late_stage_start, stack
+from .epochs import decay_epochs, late_stage_start
+from .summaries import best_last, stack
 
 # One colour per method across the book, no two alike: every comparison of methods uses these,
 # and plot_curves draws a run in its method's colour (the line style tells the split).

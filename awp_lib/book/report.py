@@ -73,7 +73,7 @@ def run_summary(folder: Path) -> dict | None:
         return None
     if not any("val_robust" in r for r in rows) or rows[-1]["epoch"] < cfg["epochs"]:
         return None  # unfinished
-    # the full-strength final evaluation when the run made one (train.final_evaluation), else the monitor's
+    # the full-strength final evaluation when the run made one (monitor.final_evaluation), else the monitor's
     s = best_last(rows)
     return {"dataset": cfg["dataset"], "norm": cfg["norm"], "method": method_label(cfg), "seed": cfg["seed"],
             "gamma": cfg.get("awp_gamma", 0), "model": cfg["model"], "epochs": cfg["epochs"], "eps": cfg["eps"],

@@ -1,11 +1,12 @@
 """The training runs the book's pages read, defined once.
 
-Each chapter gets its run names and configs from here (``ch1_runs``, ``ch4_at_awp`` ...),
-with the chapter's own papermill parameters, and :func:`book_runs` lists every run of
-every page at its default parameters. ``make book`` first trains that list
+Each chapter gets its runs from here (``ch1_runs``, ``ch4_at_awp`` ...), with the chapter's
+own papermill parameters, and :func:`book_runs` lists every run of every page at its default
+parameters. Every function returns :class:`~awp_lib.book.store.Run` (profile first in every
+signature), or a dict of them keyed by run name or, where a chapter names its runs by role, by label. ``make book`` first trains that list
 (``python -m awp_lib book-runs``: one progress bar over runs, one line per finished run,
 an interrupted build resumes where it stopped), then executes the notebooks with
-``AWP_BOOK_RUNS=read``: in that mode :func:`awp_lib.book.train_run` only reads finished runs,
+``AWP_BOOK_RUNS=read``: in that mode :meth:`Run.rows <awp_lib.book.store.Run.rows>` only reads finished runs,
 and a page asking for a run missing from this list fails, naming it.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..awp import GAMMA_APPENDIX_F, GAMMA_TABLE3
 from ..config import make_config, threat
 from ..names import run_name
 from ..validate import check_choice, parse_number
+from .store import Run
 
 # Per profile, the knobs of each chapter that decide which runs it trains.
 CH1 = {  # epochs of both models; `monitor`: the loop's cheap per-epoch check (the chapter attacks itself)
@@ -60,48 +62,52 @@ CH5 = {  # `extra`: overrides of all six runs; `method_extra`: per method (paper
 RUN_PAGE_CONFIG = {"method": "at", "awp_gamma": GAMMA_TABLE3, "final_test_size": None}
 
 
-def named(profile: str, overrides: dict, label: str | None = None, prefix: str = "") -> tuple[str, dict]:
-    """``(run name, overrides)`` of a run of ``profile``, named by the one namer
+def named(profile: str, overrides: dict, label: str | None = None, prefix: str = "") -> Run:
+    """The :class:`Run` of ``overrides`` at ``profile``, named by the one namer
     (:func:`awp_lib.names.run_name`)."""
-    return run_name(make_config(profile, **overrides), label, prefix), overrides
+    return Run(profile, run_name(make_config(profile, **overrides), label, prefix), overrides)
+
+
+def by_name(runs) -> dict[str, Run]:
+    return {r.name: r for r in runs}
 
 
 # ----------------------------------------------------------------------------- chapter 1
-def ch1_runs(profile: str, seed: int = 0, epochs: int = 0) -> dict[str, dict]:
-    """The standard and the adversarially trained model of chapter 1."""
+def ch1_runs(profile: str, seed: int = 0, epochs: int = 0) -> dict[str, Run]:
+    """The standard and the adversarially trained model of chapter 1, keyed by method."""
     s = CH1[profile]
-    return dict(named(profile, dict(method=m, epochs=epochs or s["epochs"], seed=seed, **s["monitor"]),
-                      label=f"ch1-{m}") for m in ("standard", "at"))
+    return {m: named(profile, dict(method=m, epochs=epochs or s["epochs"], seed=seed, **s["monitor"]),
+                     label=f"ch1-{m}") for m in ("standard", "at")}
 
 
 # ----------------------------------------------------------------------------- chapter 2
-def ch2_runs(profile: str, seed: int = 0, schedules: str = "", epochs: int = 0) -> dict[str, dict]:
-    """AT under each learning-rate schedule (Appendix C.1; empty: the profile's), keyed by run name."""
+def ch2_runs(profile: str, seed: int = 0, schedules: str = "", epochs: int = 0) -> dict[str, Run]:
+    """AT under each learning-rate schedule (Appendix C.1; empty: the profile's), keyed by schedule."""
     out = {}
     for s in [x.strip() for x in (schedules or CH2_SCHEDULES[profile]).split(",") if x.strip()]:
         check_choice("schedule", s, ("piecewise", "cosine", "cyclic", "constant"))
         if s == "piecewise" and not epochs:  # the preset's schedule: chapter 4's AT run
-            out.update([ch4_at_awp(0, seed)])
+            out[s] = ch4_at_awp(profile, 0, seed)
             continue
-        out.update([named(profile, dict(method="at", seed=seed, schedule=s, **({"epochs": epochs} if epochs else {})))])
+        out[s] = named(profile, dict(method="at", seed=seed, schedule=s, **({"epochs": epochs} if epochs else {})))
     return out
 
 
-def ch2_when_runs(profile: str, seed: int = 0) -> dict[str, tuple[str, dict]]:
-    """The runs of "When does robust overfitting happen?": ``{label: (run name, overrides)}``."""
+def ch2_when_runs(profile: str, seed: int = 0) -> dict[str, Run]:
+    """The runs of "When does robust overfitting happen?", keyed by label (``mlp``, ``n500`` ...)."""
     return {label: named(profile, dict(method="at", seed=seed, **kw), label=f"ch2-{label}")
             for label, kw in (CH2_WHEN[profile] or {}).items()}
 
 
-def ch2_all(profile: str) -> dict[str, dict]:
+def ch2_all(profile: str) -> dict[str, Run]:
     seeds = range(CH4[profile]["seeds"])  # chapter 2 reads the AT seeds that chapter 4 trains
-    runs = {**ch2_runs(profile), **dict(ch4_at_awp(0, s) for s in seeds)}
-    return {**runs, **dict(ch2_when_runs(profile).values())}
+    return by_name([*ch2_runs(profile).values(), *(ch4_at_awp(profile, 0, s) for s in seeds),
+                    *ch2_when_runs(profile).values()])
 
 
 # ----------------------------------------------------------------------------- chapter 3
 def ch3_run(profile: str, seed: int = 0, schedule: str = "piecewise", model: str = "", dataset: str = "",
-            norm: str = "", eps: str = "") -> tuple[str, dict]:
+            norm: str = "", eps: str = "") -> Run:
     """Chapter 3's run: chapter 2's AT run, or an Appendix C variant (a knob other than the preset's)."""
     preset = make_config(profile)
     schedule = schedule or "piecewise"
@@ -114,7 +120,7 @@ def ch3_run(profile: str, seed: int = 0, schedule: str = "piecewise", model: str
     if "norm" in overrides or "eps" in overrides:
         overrides["attack_alpha"] = None  # the step follows the norm's rule: eps/4 (L-inf), eps*15/128 (L2)
     if not overrides:  # the preset: chapter 2's and chapter 4's AT run
-        return ch4_at_awp(0, seed)
+        return ch4_at_awp(profile, 0, seed)
     return named(profile, dict(method="at", seed=seed, **overrides))
 
 
@@ -149,14 +155,13 @@ def ch4_params(profile: str, seeds: int = 0, gamma: float = 0.0, gammas: str = "
 CLAIM_EVAL = {"final_test_size": None}
 
 
-def ch4_at_awp(g: float, s: int) -> tuple[str, dict]:
+def ch4_at_awp(profile: str, g: float, s: int) -> Run:
     """AT (``g`` = 0: chapter 2's run) or AT-AWP with budget ``g``, seed ``s``."""
     claim = CLAIM_EVAL if g in (0, GAMMA_TABLE3) else {}
-    kw = dict(method="at", seed=s, **({"awp_gamma": g} if g else {}), **claim)
-    return named("cpu", kw)  # the preset's threat model and schedule: the same name at every profile
+    return named(profile, dict(method="at", seed=s, **({"awp_gamma": g} if g else {}), **claim))
 
 
-def ch4_collapse_run(profile: str) -> tuple[str, dict]:
+def ch4_collapse_run(profile: str) -> Run:
     """AT-AWP of seed 2 without the AWP warm-up, every epoch monitored: at ``cpu`` it falls to a
     constant prediction and the stuck check stops it within a few epochs (chapter 4's box)."""
     return named(profile, dict(method="at", seed=2, awp_gamma=GAMMA_TABLE3, awp_warmup=0, eval_every=1,
@@ -165,10 +170,10 @@ def ch4_collapse_run(profile: str) -> tuple[str, dict]:
 
 def expected_stuck(profile: str) -> set[str]:
     """The listed runs that demonstrate a collapse: stopping stuck at chance is their result."""
-    return {ch4_collapse_run(profile)[0]}
+    return {ch4_collapse_run(profile).name}
 
 
-def ch4_reg(profile: str, norm: str, **extra) -> tuple[str, dict]:
+def ch4_reg(profile: str, norm: str, **extra) -> Run:
     """A seed-0 run of the regulariser tables, named as ``reproduce`` names it."""
     kw = dict(method="at", seed=0, **threat(profile, make_config(profile).dataset, norm), **extra)
     if not extra:  # AT: a run of the claims
@@ -176,28 +181,28 @@ def ch4_reg(profile: str, norm: str, **extra) -> tuple[str, dict]:
     return named(profile, kw)
 
 
-def ch4_control(profile: str, label: str, s: int, gamma: float = 0.0) -> tuple[str, dict]:
+def ch4_control(profile: str, label: str, s: int, gamma: float = 0.0) -> Run:
     """One run of the controls table: ``at``, ``awp`` (gamma), ``rwp`` (a random direction, gamma),
     ``rwp10`` (random, 10 gamma), ``awp-global`` (one budget over all layers) or ``ema``."""
     check_choice("control", label, CONTROLS)
     g = float(gamma or CH4[profile]["gamma"])
     if label in ("at", "awp"):
-        return ch4_at_awp(g if label == "awp" else 0, s)
+        return ch4_at_awp(profile, g if label == "awp" else 0, s)
     kw = {"rwp": dict(awp_gamma=g, awp_direction="random"), "rwp10": dict(awp_gamma=10 * g, awp_direction="random"),
           "awp-global": dict(awp_gamma=g, awp_scope="global"), "ema": dict(weight_average="ema")}[label]
     return named(profile, dict(method="at", seed=s, **kw))
 
 
-def ch4_runs(profile: str, **params) -> dict[str, dict]:
+def ch4_runs(profile: str, **params) -> dict[str, Run]:
     p = ch4_params(profile, **params)
-    runs = [ch4_at_awp(g, s) for g in (0, p["gamma"]) for s in p["seeds"]]
-    runs += [ch4_at_awp(g, 0) for g in p["gammas"]]
+    runs = [ch4_at_awp(profile, g, s) for g in (0, p["gamma"]) for s in p["seeds"]]
+    runs += [ch4_at_awp(profile, g, 0) for g in p["gammas"]]
     for norm in p["norms"]:
         runs += [ch4_reg(profile, norm)] + [ch4_reg(profile, norm, regularizer=r) for r in p["regularizers"]]
         runs += [ch4_reg(profile, norm, awp_gamma=CH4[profile]["gamma_tables"])]
     runs += [ch4_control(profile, c, s, p["gamma"]) for c in CONTROLS for s in range(CH4[profile]["control_seeds"])]
     runs.append(ch4_collapse_run(profile))
-    return dict(runs)
+    return by_name(runs)
 
 
 # ----------------------------------------------------------------------------- chapter 5
@@ -211,38 +216,39 @@ def ch5_extra(profile: str, method: str) -> dict:
     return {**s["extra"], **s["method_extra"].get(method, {})}
 
 
-def ch5_run(profile: str, method: str, g: float, seed: int = 0) -> tuple[str, dict]:
+def ch5_run(profile: str, method: str, g: float, seed: int = 0) -> Run:
     extra = ch5_extra(profile, method)
     awp = {"awp_gamma": g} if g else {}
     label = f"ch5-{method}" + (f"-awp{g:g}" if g else "")  # at paper too, whatever its model
     return named(profile, dict(method=method, seed=seed, **awp, **extra), label=label)
 
 
-def ch5_runs(profile: str, seed: int = 0, methods: str = "", gamma: float = 0.0) -> dict[str, dict]:
+def ch5_runs(profile: str, seed: int = 0, methods: str = "", gamma: float = 0.0) -> dict[tuple[str, float], Run]:
+    """The chapter's methods without and with AWP (budget ``gamma``), keyed by ``(method, gamma)``."""
     s = CH5[profile]
     ms = [m.strip() for m in str(methods).split(",") if m.strip()] or s["methods"]
     for m in ms:
         check_choice("method of this chapter", m, CH5_METHODS)
     g = float(gamma or s["gamma"])
-    return dict([ch5_run(profile, m, x, seed) for m in ms for x in (0, g)])
+    return {(m, x): ch5_run(profile, m, x, seed) for m in ms for x in (0, g)}
 
 
 # ----------------------------------------------------------------------------- the whole book
-def run_page_run(profile: str, config: dict | None = None) -> tuple[str, dict]:
+def run_page_run(profile: str, config: dict | None = None) -> Run:
     """The run of the replication-run page (``book/run.ipynb``) with its ``config`` overrides."""
     return named(profile, dict(RUN_PAGE_CONFIG if config is None else config))
 
 
-def book_runs(profile: str) -> dict[str, dict]:
-    """Every run the book's pages read at their default parameters: ``{name: config overrides}``.
+def book_runs(profile: str) -> dict[str, Run]:
+    """Every run the book's pages read at their default parameters, keyed by name.
 
     A name asked for twice must mean the same config (chapters share runs, e.g. AT seed 0)."""
-    out: dict[str, dict] = {}
-    parts = [ch1_runs(profile), ch2_all(profile), dict([ch3_run(profile)]), ch4_runs(profile),
-             ch5_runs(profile), dict([run_page_run(profile)])]
-    for part in parts:
-        for name, kw in part.items():
-            if name in out and make_config(profile, **out[name]).to_dict() != make_config(profile, **kw).to_dict():
-                raise AssertionError(f"run {name!r} is defined twice with different configs: {out[name]} vs {kw}")
-            out.setdefault(name, kw)
+    out: dict[str, Run] = {}
+    parts = [*ch1_runs(profile).values(), *ch2_all(profile).values(), ch3_run(profile),
+             *ch4_runs(profile).values(), *ch5_runs(profile).values(), run_page_run(profile)]
+    for run in parts:
+        if run.name in out and out[run.name].config.to_dict() != run.config.to_dict():
+            raise AssertionError(f"run {run.name!r} is defined twice with different configs: "
+                                 f"{out[run.name].overrides} vs {run.overrides}")
+        out.setdefault(run.name, run)
     return out

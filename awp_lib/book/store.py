@@ -1,159 +1,140 @@
-"""The run store: the book's runs under ``runs/<profile>/<name>/``, trained or read back.
+"""A run of the book: :class:`Run`, the one type the run list returns and the pages read.
 
-:func:`train_run` trains, resumes or reads a run; in the book build (``AWP_BOOK_RUNS=read``)
-it only reads finished runs of the run list (:mod:`awp_lib.book.runlist`), so nothing trains
-inside a page. :func:`run_state` says where a run stands; :func:`stuck_run` reads a run that
-may have stopped stuck at chance; :func:`run_record` says what a run was trained with.
+A run is its profile, its name and its config overrides; its folder is
+``runs/<profile>/<name>/`` (or under another ``root``, as a suite's). :meth:`Run.rows` trains,
+resumes or reads it; in the book build (``AWP_BOOK_RUNS=read``) it only reads finished runs of
+the run list (:mod:`awp_lib.book.runlist`), so nothing trains inside a page. What training does
+with a folder that holds a run is decided in :mod:`awp_lib.resume`, and :meth:`Run.state` says
+it in the words of :data:`awp_lib.runs.STATES`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
-from ..checkpoints import load_run_model as load_checkpoint_model
-from ..config import config_diff, load_saved, make_config
+from ..checkpoints import load_run_model
+from ..config import Config, load_saved, make_config
 from ..data import NUM_CLASSES, project_root
 from ..io import load_torch
+from ..monitor import final_test_images
+from ..resume import folder_state
 from ..runs import RunDir
-from ..train import FINAL_KEYS, TrainingStuck, final_done, final_test_images, stuck_at_chance, train
-from . import runlist
+from ..stuck import TrainingStuck, stuck_at_chance
+from ..train import train
 
 
-def run_dir(profile: str, name: str, root: str | os.PathLike | None = None) -> Path:
-    """``<root>/<profile>/<name>``; ``root`` defaults to the project's ``runs/``."""
-    return Path(root or project_root() / "runs") / profile / name
+def runs_folder(profile: str, root: str | os.PathLike | None = None) -> Path:
+    """``<root>/<profile>``, the folder of a profile's run folders; ``root`` defaults to the
+    project's ``runs/``."""
+    return Path(root or project_root() / "runs") / profile
 
 
-def run_state(profile: str, name: str, overrides: dict | None = None) -> str:
-    """One of :data:`awp_lib.runs.STATES`: ``done`` (trained to its last epoch, final evaluation
-    made), ``partial`` (interrupted, or its final evaluation is missing or asked for with other
-    settings: it resumes), ``stuck`` (stopped at chance, :func:`awp_lib.train.stuck_at_chance`: it
-    fails again at once), ``stale`` (trained under older training semantics, or, with
-    ``overrides``, under another config than theirs beyond the final evaluation's keys: it is set
-    aside and trained again), ``busy`` (a live process is training it now) or ``new``. With
-    ``overrides``, a finished run counts as done only for that config."""
-    run = RunDir(run_dir(profile, name))
-    if run.trainer() is not None:
-        return "busy"
-    saved = run.saved_config()
-    if run.is_stale() or saved is not None and overrides is not None and _trained_otherwise(
-            run, make_config(profile, **overrides)):
-        return "stale"
-    last = run.checkpoint("last")
-    if not last.exists():
-        return "new"
-    saved = saved or {}
-    ck = load_torch(last)
-    if ck["epoch"] < saved.get("epochs", float("inf")):
-        cfg = load_saved(run.config_file)
-        stuck = stuck_at_chance(cfg, json.loads(ck["metrics"]), NUM_CLASSES[cfg.dataset])
-        return "partial" if stuck is None else "stuck"
-    if overrides is not None:
-        cfg = make_config(profile, **overrides)
-        if config_diff(saved, cfg) or not final_done(cfg, json.loads(ck["metrics"])):
-            return "partial"
-    return "done"
+@dataclasses.dataclass(frozen=True, eq=False)
+class Run:
+    """One run: ``profile``, ``name`` and the ``overrides`` of the profile's preset it trains;
+    ``root``: a folder of ``<profile>/<name>`` folders (None: the project's ``runs/``)."""
 
+    profile: str
+    name: str
+    overrides: dict = dataclasses.field(default_factory=dict)
+    root: str | os.PathLike | None = None
 
-def _trained_otherwise(run: RunDir, cfg) -> dict:
-    """The training keys (not the final evaluation's) on which the run in ``run`` differs from
-    ``cfg``: ``{key: (saved, asked)}``, empty when it has none or no config yet."""
-    saved = run.saved_config()
-    if saved is None:
-        return {}
-    diff = config_diff(saved, cfg)
-    return {k: v for k, v in diff.items() if k not in FINAL_KEYS}
+    @property
+    def config(self) -> Config:
+        return make_config(self.profile, **self.overrides)
 
+    @property
+    def folder(self) -> RunDir:
+        return RunDir(runs_folder(self.profile, self.root) / self.name)
 
-def train_run(name: str, profile: str, _progress: str | None = None, _root: str | None = None,
-              **overrides) -> list[dict]:
-    """Train (or resume, or just load) the run ``runs/<profile>/<name>`` (``_root``: another folder
-    of ``<profile>/<run>`` folders, as a suite's); returns its metrics.
+    def with_config(self, **overrides) -> Run:
+        """The same run name with more config overrides (a page's parameters on top of the list's)."""
+        return dataclasses.replace(self, overrides={**self.overrides, **overrides})
 
-    A finished run with the same config is read back, not recomputed, so chapters share runs.
-    With ``AWP_BOOK_RUNS=read`` (the book build, after ``python -m awp_lib book-runs``) a run
-    must be one of :func:`awp_lib.book.runlist.book_runs` and finished: nothing trains inside a page.
-    """
-    cfg = make_config(profile, **overrides)
-    run = RunDir(run_dir(profile, name, _root))
-    if os.environ.get("AWP_BOOK_RUNS") == "read":
-        listed = runlist.book_runs(profile)
-        if name not in listed or make_config(profile, **listed[name]).to_dict() != cfg.to_dict():
-            why = "is not in" if name not in listed else "has another config than in"
-            raise RuntimeError(f"run {name!r} ({overrides}) {why} the book's run list "
+    def state(self) -> str:
+        """Where its folder stands for its config: one of :data:`awp_lib.runs.STATES`
+        (:func:`awp_lib.resume.folder_state`)."""
+        return folder_state(self.folder, self.config)
+
+    def rows(self, progress: str | None = None) -> list[dict]:
+        """Its per-epoch metrics: trained, resumed or read back (a finished run with the same config
+        is not recomputed, so chapters share runs). A folder trained under another config is set
+        aside and trained again (the run list changed). ``progress``: what a training prints (one
+        line per epoch; none at smoke). With ``AWP_BOOK_RUNS=read`` (the book build, after ``python -m
+        awp_lib book-runs``) the run must be listed and finished: nothing trains inside a page."""
+        if os.environ.get("AWP_BOOK_RUNS") == "read":
+            self._check_listed()
+            state = self.state()
+            if state == "stuck":
+                raise RuntimeError(f"run {self.name!r} is stuck at chance (python -m awp_lib book-runs "
+                                   f"--profile {self.profile} --only {self.name} says why): no page reads its numbers")
+            if state != "done":
+                raise RuntimeError(f"run {self.name!r} is not finished: run `python -m awp_lib book-runs "
+                                   f"--profile {self.profile}` first (make book does)")
+            return self.folder.rows()  # read, never trained: no lock taken
+        progress = progress or ("none" if self.profile == "smoke" else "line")
+        return train(self.config, self.folder.path, progress=progress, other_config="set-aside")
+
+    def stuck(self) -> tuple[list[dict], str | None]:
+        """For a run that may stop stuck at chance (chapter 4's demonstration of the collapse): its
+        metrics and the reason it stopped (None if it trained to its end). With ``AWP_BOOK_RUNS=read``
+        it must be listed, and stopped or finished."""
+        if os.environ.get("AWP_BOOK_RUNS") == "read":
+            self._check_listed()
+            if self.state() not in ("stuck", "done"):
+                raise RuntimeError(f"run {self.name!r} is not trained: run `python -m awp_lib book-runs "
+                                   f"--profile {self.profile}` first (make book does)")
+        else:
+            try:
+                return self.rows(), None
+            except TrainingStuck:
+                pass
+        rows, cfg = self.folder.rows(), load_saved(self.folder.config_file)
+        why = stuck_at_chance(cfg, rows, NUM_CLASSES[cfg.dataset])
+        return rows, (None if why is None else f"stuck at chance at epoch {rows[-1]['epoch']}: {why}")
+
+    def model(self, which: str | int = "last"):
+        """Its model at checkpoint ``which`` in eval mode: ``last``, ``best``, ``epochN``, or an
+        epoch number (its ``epochN.pt``, else ``last`` or ``best`` if it is theirs)."""
+        run = self.folder
+        if isinstance(which, int):
+            epoch = which
+            which = next((k for k in (epoch, "last", "best") if run.checkpoint(k).exists()
+                          and (k == epoch or load_torch(run.checkpoint(k))["epoch"] == epoch)), None)
+            if which is None:
+                raise ValueError(f"run {self.name!r} keeps no checkpoint of epoch {epoch}: "
+                                 f"epochs {run.saved_epochs()}, last and best")
+        return load_run_model(run.checkpoint(which))[0].eval()
+
+    def saved_epochs(self) -> list[int]:
+        """The epochs whose checkpoints it keeps (``epochN.pt``: ten evenly spaced)."""
+        return self.folder.saved_epochs()
+
+    def pseudo_labels(self):
+        """The pseudo-labels of the unlabelled pool an RST run trained with (made by its standard
+        labeller and kept in its folder)."""
+        path = self.folder.pseudo_labels
+        if not path.exists():
+            raise RuntimeError(f"run {self.name!r} has no pseudo-labels ({path}): train it first, "
+                               f"python -m awp_lib book-runs --profile {self.profile} --only {self.name}")
+        return load_torch(path)
+
+    def record(self) -> dict:
+        """What the finished run was trained and measured with: precision (``amp``), intra-op
+        threads, training semantics, and the number of test images of its final evaluation."""
+        path = self.folder.config_file
+        saved, cfg = json.loads(path.read_text()), load_saved(path)
+        return {"precision": "fp32" if cfg.amp == "none" else cfg.amp, "threads_per_run": saved.get("threads"),
+                "training_semantics": saved.get("training_semantics", 1),
+                "test_images": final_test_images(cfg)}
+
+    def _check_listed(self) -> None:
+        from .runlist import book_runs  # import cycle: the run list is made of Runs
+        listed = book_runs(self.profile)
+        if self.name not in listed or listed[self.name].config.to_dict() != self.config.to_dict():
+            why = "is not in" if self.name not in listed else "has another config than in"
+            raise RuntimeError(f"run {self.name!r} ({self.overrides}) {why} the book's run list "
                                "(awp_lib/book/runlist.py, book_runs): add it there, so that "
                                "`python -m awp_lib book-runs` trains it before the pages execute")
-        state = run_state(profile, name, overrides)
-        if state == "stuck":
-            raise RuntimeError(f"run {name!r} is stuck at chance (python -m awp_lib book-runs --profile "
-                               f"{profile} --only {name} says why): no page reads its numbers")
-        if state != "done":
-            raise RuntimeError(f"run {name!r} is not finished: run `python -m awp_lib book-runs "
-                               f"--profile {profile}` first (make book does)")
-        return run.rows()  # read, never trained: no lock taken
-    if run.trainer() is None and _trained_otherwise(run, cfg):
-        run.set_aside("other-config")  # the run list changed: kept aside, trained again
-    # a run that trains prints one line per epoch (none at smoke)
-    progress = _progress or ("none" if profile == "smoke" else "line")
-    return train(cfg, run.path, progress=progress)
-
-
-def stuck_run(name: str, profile: str, **overrides) -> tuple[list[dict], str | None]:
-    """A run that may stop stuck at chance (chapter 4's demonstration of the collapse): its
-    metrics and the reason it stopped (None if it trained to its end). With ``AWP_BOOK_RUNS=read``
-    it must be listed and stopped or finished."""
-    folder = run_dir(profile, name)
-    if os.environ.get("AWP_BOOK_RUNS") == "read":
-        if run_state(profile, name, overrides) not in ("stuck", "done"):
-            raise RuntimeError(f"run {name!r} is not trained: run `python -m awp_lib book-runs "
-                               f"--profile {profile}` first (make book does)")
-    else:
-        try:
-            return train_run(name, profile, **overrides), None
-        except TrainingStuck:
-            pass
-    run = RunDir(folder)
-    rows, cfg = run.rows(), load_saved(run.config_file)
-    why = stuck_at_chance(cfg, rows, NUM_CLASSES[cfg.dataset])
-    return rows, (None if why is None else f"stuck at chance at epoch {rows[-1]['epoch']}: {why}")
-
-
-def pseudo_labels(profile: str, name: str):
-    """The pseudo-labels of the unlabelled pool that the RST run ``name`` trained with (it made
-    them with its standard labeller and kept them in its folder)."""
-    path = RunDir(run_dir(profile, name)).pseudo_labels
-    if not path.exists():
-        raise RuntimeError(f"run {name!r} has no pseudo-labels ({path}): train it first, "
-                           f"python -m awp_lib book-runs --profile {profile} --only {name}")
-    return load_torch(path)
-
-
-def saved_epochs(profile: str, name: str) -> list[int]:
-    """The epochs whose checkpoints run ``name`` keeps (``epochN.pt``: ten evenly spaced)."""
-    return RunDir(run_dir(profile, name)).saved_epochs()
-
-
-def load_run_model(name: str, profile: str, which: str | int = "last", root: str | None = None):
-    """The model of run ``runs/<profile>/<name>`` (under ``root`` if given) at checkpoint ``which``:
-    ``last``, ``best``, ``epochN``, or an epoch number (its ``epochN.pt``, else ``last`` or ``best``
-    if it is theirs), in eval mode."""
-    run = RunDir(run_dir(profile, name, root))
-    if isinstance(which, int):
-        epoch = which
-        which = next((k for k in (epoch, "last", "best") if run.checkpoint(k).exists()
-                      and (k == epoch or load_torch(run.checkpoint(k))["epoch"] == epoch)), None)
-        if which is None:
-            raise ValueError(f"run {name!r} keeps no checkpoint of epoch {epoch}: "
-                             f"epochs {run.saved_epochs()}, last and best")
-    return load_checkpoint_model(run.checkpoint(which))[0].eval()
-
-
-def run_record(profile: str, name: str) -> dict:
-    """What a finished run was trained and measured with: precision (``amp``), intra-op threads,
-    training semantics, and the number of test images of its final evaluation."""
-    path = RunDir(run_dir(profile, name)).config_file
-    saved, cfg = json.loads(path.read_text()), load_saved(path)
-    return {"precision": "fp32" if cfg.amp == "none" else cfg.amp, "threads_per_run": saved.get("threads"),
-            "training_semantics": saved.get("training_semantics", 1),
-            "test_images": final_test_images(cfg)}
