@@ -126,6 +126,23 @@ def test_schedules():
     assert T.lr_at(c, 0) == 0 and T.lr_at(c, 80) == pytest.approx(0.2) and T.lr_at(c, 140) == pytest.approx(0.1)
 
 
+def test_the_cyclic_schedule_peaks_at_its_own_rate_as_appendix_c1():
+    """Appendix C.1: linearly from 0 to its maximum (0.2 at the 80th of 200 epochs), then linearly to
+    0 at the 200th, whatever the piecewise schedule's lr; each profile has its own peak, recorded."""
+    c = make_config("paper", schedule="cyclic")
+    assert c.lr == 0.1 and c.cyclic_lr == 0.2 and c.to_dict()["cyclic_lr"] == 0.2
+    ts = [0, 20, 40, 80, 120, 160, 200]
+    assert [T.lr_at(c, t) for t in ts] == pytest.approx([0, 0.05, 0.1, 0.2, 0.1333333, 0.0666667, 0])
+    peak = max(range(0, 2001), key=lambda i: T.lr_at(c, i / 10)) / 10
+    assert peak == pytest.approx(0.4 * c.epochs)
+    assert make_config("cpu", schedule="cyclic", cyclic_lr=0.05).cyclic_lr == 0.05
+    assert make_config("cpu").cyclic_lr is None    # other schedules: no key value, names unchanged
+    with pytest.raises(ValueError, match="cyclic_lr=0.2 is invalid.*schedule='piecewise'"):
+        make_config("cpu", cyclic_lr=0.2)
+    with pytest.raises(ValueError, match="cyclic_lr=-1"):
+        make_config("cpu", schedule="cyclic", cyclic_lr=-1)
+
+
 def test_lr_applied_to_every_param_group(tmp_path, tiny, monkeypatch):
     seen = []
     real_step = torch.optim.SGD.step

@@ -14,8 +14,9 @@ jupyter-cache this fills and executes nothing):
   The other pages finish; then :class:`PagesFailed` lists the failures and nothing is rendered.
 * **Measured.** Every cell's seconds go to ``_build/cell-times-<profile>.json``.
 
-The pages are independent: each reads finished runs (``runs/<profile>/``), none reads another
-page's results, so any order is correct.
+The chapters are independent: each reads finished runs (``runs/<profile>/``) and writes its own
+``results/<profile>/<chapter>.json``. The pages of :data:`AFTER_THE_OTHERS` read those results
+(chapter 6 reports every chapter's claims), so they start once the others have finished.
 """
 from __future__ import annotations
 
@@ -173,6 +174,10 @@ def _store(build: Path, root: Path, page: str, executed: str, seconds: float) ->
                       data={"execution_seconds": seconds}), check_validity=False, overwrite=True)
 
 
+# Pages that read the other pages' results/<profile>/*.json: executed after them.
+AFTER_THE_OTHERS = ("book/ch6_report.ipynb",)
+
+
 def _longest_first(pages: list[Path], times_file: Path) -> list[Path]:
     """Pages by their last measured seconds, longest first (book order when none was measured)."""
     try:
@@ -212,9 +217,14 @@ def execute_pages(profile: str, jobs: int | None = None, only: list[str] | None 
     (build / CACHE).mkdir(exist_ok=True)
     (build / CACHE / MARKER).write_text(json.dumps({"profile": profile}))
     measured, failed, t0 = {}, {}, time.perf_counter()
+    later = [p for p in pages if p.as_posix() in AFTER_THE_OTHERS]
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        running = {pool.submit(execute_page, str(root), p.as_posix(), profile, limits): p for p in pages}
-        while running:
+        def start(ps):
+            return {pool.submit(execute_page, str(root), p.as_posix(), profile, limits): p for p in ps}
+        running = start([p for p in pages if p not in later])
+        while running or later:
+            if not running:  # every other page has finished: the results they wrote are read now
+                running, later = start(later), []
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for f in done:
                 running.pop(f)

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 from ..runs import RunDir
 from .claims import scale_of
+from .results import load_results
 from .summaries import attacks_of, best_last, has_final
 
 # The paper's Tables 3-5 (PreActResNet-18, 5 runs, PGD-20 test robustness, %): (mean, std) for
@@ -149,6 +150,20 @@ HEADLINE = ("best_test_robust", "last_test_robust", "best_test_natural", "last_t
 ROW_NAMES = {"best_test_robust": "robust, best", "last_test_robust": "robust, last",
              "best_test_natural": "natural, best", "last_test_natural": "natural, last",
              "drop": "drop (best - last)"}
+
+
+CLAIM_CHAPTERS = {"ch2": "2. Robust overfitting", "ch3": "3. The weight loss landscape",
+                  "ch4": "4. AWP"}
+
+
+def chapter_claims(profile: str) -> list[dict]:
+    """Every claim the chapters checked at ``profile`` (``claims`` in ``results/<profile>/<chapter>.json``),
+    in book order, each with its chapter; chapters not built yet are left out."""
+    out = []
+    for chapter, title in CLAIM_CHAPTERS.items():
+        for c in (load_results(profile, chapter) or {}).get("claims", []):
+            out.append({"chapter": title, **c})
+    return out
 
 
 def paper_numbers(dataset: str, norm: str, method: str, keys=HEADLINE) -> list[str]:

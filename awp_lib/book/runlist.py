@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import math
 
+import yaml
+
 from ..awp import GAMMA_APPENDIX_F, GAMMA_TABLE3
-from ..config import make_config, threat
+from ..config import L2_EPS, make_config, threat
+from ..data import project_root
 from ..names import run_name
 from ..validate import check_choice, parse_number
 from .store import Run
@@ -25,8 +28,8 @@ CH1 = {  # epochs of both models; `monitor`: the loop's cheap per-epoch check (t
     "cpu": dict(epochs=10, monitor=dict(val_size=100, eval_train_size=100, test_size=100, eval_attack_steps=3)),
     "paper": dict(epochs=200, monitor=dict(eval_train_size=1000, test_size=1000, eval_attack_steps=10)),
 }
-# Chapter 2's learning-rate schedules (Appendix C.1); cpu leaves out cyclic for the build's time.
-CH2_SCHEDULES = {"smoke": "piecewise,cosine,cyclic", "cpu": "piecewise,cosine", "paper": "piecewise,cosine,cyclic"}
+# Chapter 2's learning-rate schedules (Appendix C.1).
+CH2_SCHEDULES = {p: "piecewise,cosine,cyclic" for p in ("smoke", "cpu", "paper")}
 # Chapter 2's "When does robust overfitting happen?": AT at seed 0 with one knob changed each
 # (capacity, training-set size, random label noise); `None`: the section is skipped.
 CH2_WHEN = {
@@ -34,6 +37,11 @@ CH2_WHEN = {
     "cpu": {"mlp": dict(model="mlp"), "n500": dict(train_size=500), "noise0.2": dict(label_noise=0.2)},
     "paper": None,
 }
+# Chapter 3's "Appendix C at this scale": AT under each setting of Figures 7-10 the profile trains.
+# `width`: the second SmallCNN width (Figure 8's other architecture at the miniature's scale);
+# paper: the settings of configs/ch3-paper-<name>.yaml instead.
+CH3_WIDTH = {"smoke": 16, "cpu": 8, "paper": None}
+CH3_PAPER_SETTINGS = ("cosine", "cyclic", "vgg19", "wrn-34-10", "cifar100", "svhn", "l2")
 # Chapter 4. The budgets are the paper's, fixed before any AWP run: `gamma` for AT vs AT-AWP, the
 # gamma sweep's centre and the controls (Table 3), `gamma_tables` for the regulariser tables
 # (Tables 4 and 5, Appendix F). `controls`: runs beside AT and AT-AWP (random direction at gamma and
@@ -107,11 +115,12 @@ def ch2_all(profile: str) -> dict[str, Run]:
 
 # ----------------------------------------------------------------------------- chapter 3
 def ch3_run(profile: str, seed: int = 0, schedule: str = "piecewise", model: str = "", dataset: str = "",
-            norm: str = "", eps: str = "") -> Run:
-    """Chapter 3's run: chapter 2's AT run, or an Appendix C variant (a knob other than the preset's)."""
+            norm: str = "", eps: str = "", width: int | str = 0) -> Run:
+    """Chapter 3's run: chapter 2's AT run, or an Appendix C variant (a knob other than the preset's;
+    empty or 0: the preset's)."""
     preset = make_config(profile)
     schedule = schedule or "piecewise"
-    knobs = {"schedule": schedule, "model": model, "dataset": dataset, "norm": norm}
+    knobs = {"schedule": schedule, "model": model, "dataset": dataset, "norm": norm, "width": int(width or 0)}
     overrides = {k: v for k, v in knobs.items() if v and v != getattr(preset, k)}
     if str(eps).strip():
         value = parse_number(eps)  # papermill passes "128/255" as a string
@@ -122,6 +131,32 @@ def ch3_run(profile: str, seed: int = 0, schedule: str = "piecewise", model: str
     if not overrides:  # the preset: chapter 2's and chapter 4's AT run
         return ch4_at_awp(profile, 0, seed)
     return named(profile, dict(method="at", seed=seed, **overrides))
+
+
+def ch3_paper_knobs(name: str) -> dict:
+    """Chapter 3's parameters for the paper's setting ``name`` (``configs/ch3-paper-<name>.yaml``)."""
+    check_choice("Appendix C setting", name, CH3_PAPER_SETTINGS)
+    knobs = yaml.safe_load((project_root() / "configs" / f"ch3-paper-{name}.yaml").read_text())
+    knobs.pop("profile", None)
+    return knobs
+
+
+def ch3_settings(profile: str, seed: int = 0) -> dict[str, Run]:
+    """The AT runs of chapter 3's "Appendix C at this scale", keyed by setting, the preset first:
+    at ``smoke`` and ``cpu`` the preset, the cosine and cyclic schedules, the L2 threat model, a
+    second CNN width and chapter 2's "when" runs (MLP, fewer images, label noise), all of the run
+    list; at ``paper`` the runs of ``configs/ch3-paper-*.yaml`` (trained by ``reproduce fig7-schedules``
+    ... ``fig10-l2``, not by the book build)."""
+    out = {"preset": ch4_at_awp(profile, 0, seed)}
+    if profile == "paper":
+        for name in CH3_PAPER_SETTINGS:
+            out[name] = ch3_run(profile, seed, **{k: str(v) for k, v in ch3_paper_knobs(name).items()})
+        return out
+    out.update({s: ch2_runs(profile, seed, s)[s] for s in ("cosine", "cyclic")})
+    out["l2"] = ch3_run(profile, seed, norm="l2", eps=str(L2_EPS[profile]))
+    out[f"width{CH3_WIDTH[profile]}"] = ch3_run(profile, seed, width=CH3_WIDTH[profile])
+    out.update(ch2_when_runs(profile, seed))
+    return out
 
 
 def ch3_results_name(name: str, seed: int = 0) -> str:
@@ -245,6 +280,7 @@ def book_runs(profile: str) -> dict[str, Run]:
     A name asked for twice must mean the same config (chapters share runs, e.g. AT seed 0)."""
     out: dict[str, Run] = {}
     parts = [*ch1_runs(profile).values(), *ch2_all(profile).values(), ch3_run(profile),
+             *(ch3_settings(profile).values() if profile != "paper" else ()),
              *ch4_runs(profile).values(), *ch5_runs(profile).values(), run_page_run(profile)]
     for run in parts:
         if run.name in out and out[run.name].config.to_dict() != run.config.to_dict():

@@ -77,6 +77,11 @@ class Run:
         progress = progress or ("none" if self.profile == "smoke" else "line")
         return train(self.config, self.folder.path, progress=progress, other_config="set-aside")
 
+    def finished_rows(self) -> list[dict] | None:
+        """Its metrics if its folder holds it finished (:meth:`state` ``done``), else None: a read,
+        never a training, whether the run list holds it or not (the paper's Appendix C runs)."""
+        return self.folder.rows() if self.state() == "done" else None
+
     def stuck(self) -> tuple[list[dict], str | None]:
         """For a run that may stop stuck at chance (chapter 4's demonstration of the collapse): its
         metrics and the reason it stopped (None if it trained to its end). With ``AWP_BOOK_RUNS=read``

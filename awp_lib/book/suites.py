@@ -23,9 +23,9 @@ import yaml
 
 from ..awp import GAMMA_APPENDIX_F, GAMMA_TABLE3
 from ..config import L2_EPS, Config, make_config, parse_value, threat
-from ..data import TEST_SIZES, project_root
+from ..data import TEST_SIZES
 from ..validate import check_choice
-from .runlist import ch3_run, named
+from .runlist import CH3_WIDTH, ch3_paper_knobs, ch3_run, named
 from .store import Run
 
 RUN_NOTEBOOK = "book/run.ipynb"
@@ -96,12 +96,6 @@ def _ch3_runs(profile, variants: dict[str, dict], overrides) -> list[Execution]:
     return out
 
 
-def _ch3_paper(name: str) -> dict:
-    knobs = yaml.safe_load((project_root() / "configs" / f"ch3-paper-{name}.yaml").read_text())
-    knobs.pop("profile", None)
-    return knobs
-
-
 @dataclass
 class Suite:
     name: str
@@ -127,11 +121,12 @@ class Suite:
             return _ch3_runs(profile, {s: {"schedule": s} for s in ("cosine", "cyclic")}, overrides)
         if n == "fig8-architectures":
             other = "mlp" if make_config(profile).model == "smallcnn" else "smallcnn"
-            variants = {other: {"model": other}} if mini else \
-                {m: _ch3_paper(m) for m in ("vgg19", "wrn-34-10")}
+            # the miniature: chapter 3's second CNN width (a run of the book's list) and the MLP
+            variants = {f"width{CH3_WIDTH[profile]}": {"width": CH3_WIDTH[profile]}, other: {"model": other}} \
+                if mini else {m: ch3_paper_knobs(m) for m in ("vgg19", "wrn-34-10")}
             return _ch3_runs(profile, variants, overrides)
         if n == "fig9-datasets":
-            return [] if mini else _ch3_runs(profile, {d: _ch3_paper(d) for d in ("cifar100", "svhn")}, overrides)
+            return [] if mini else _ch3_runs(profile, {d: ch3_paper_knobs(d) for d in ("cifar100", "svhn")}, overrides)
         if n == "fig10-l2":
             return _ch3_runs(profile, {"l2": {"norm": "l2", "eps": L2_EPS[profile] if mini else "128/255"}}, overrides)
         raise AssertionError(n)
@@ -152,7 +147,7 @@ MINIATURE_NOTES = {
     "table3": "the dataset axis is Fashion-MNIST only",
     "table4": "Fashion-MNIST instead of CIFAR-10", "table5": "Fashion-MNIST instead of CIFAR-10",
     "benchmark-wrn": "the profile's model instead of WRN-34-10",
-    "fig8-architectures": "a second small architecture (MLP or small CNN) instead of VGG-19 and WRN-34-10",
+    "fig8-architectures": "a second CNN width and an MLP instead of VGG-19 and WRN-34-10",
     "fig9-datasets": "no run: the miniature has one dataset (Fashion-MNIST); CIFAR-100 and SVHN need downloads",
 }
 
