@@ -34,8 +34,10 @@ def perturbable(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if p.dim() > 1 and p.requires_grad]
 
 
-# The paper's budgets: AT vs AT-AWP (Table 3; the official logs behind it record awp_size=0.01), and
-# Appendix F's for Tables 4 and 5 and the other methods' AWP ("we all set γ = 5 × 10⁻³").
+# The budgets. AT vs AT-AWP: 1e-2, from the official AT-AWP code's logs behind Table 3
+# (awp_size=0.01; the paper states no γ for Table 3). Tables 4 and 5: Appendix F's 5e-3 ("For AWP,
+# we all set γ = 5 × 10⁻³"), which the book also gives TRADES-, MART- and RST-AWP (the official
+# TRADES-AWP code's default; no MART-AWP or RST-AWP code was published).
 GAMMA_TABLE3 = 1e-2
 GAMMA_APPENDIX_F = 5e-3
 

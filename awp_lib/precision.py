@@ -17,6 +17,7 @@ into it:
 """
 from __future__ import annotations
 
+import logging
 import shutil
 import warnings
 
@@ -45,7 +46,14 @@ def compiled(model: torch.nn.Module, device: torch.device | str = "cpu") -> torc
     """``torch.compile(model)``; on a CPU without the C++ compiler the inductor needs, the model
     itself, with a warning (the numbers differ by rounding only: tests/test_precision.py)."""
     if torch.device(device).type == "cpu":
-        from torch._inductor import cpp_builder  # optional dependency: loaded only to compile
+        # importing the inductor looks for CUDA and warns that none is found: on a CPU run, not news
+        quiet = logging.getLogger("torch.utils.cpp_extension")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            from torch._inductor import cpp_builder  # optional dependency: loaded only to compile
+        finally:
+            quiet.setLevel(level)
         name = cpp_builder.get_cpp_compiler()
         if shutil.which(name) is None:
             warnings.warn(f"compile=True, but no C++ compiler {name!r} was found for torch.compile: "

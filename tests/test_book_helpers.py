@@ -33,6 +33,13 @@ def test_results_go_to_project_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "book")  # notebooks run with book/ as cwd
     monkeypatch.delenv("AWP_HOME", raising=False)
     path = book.save_results("smoke", "ch9", {"at": {"best_test_robust": 0.5}})
+    import numpy as np
+    import torch
+    odd = book.save_results("smoke", "ch8", {"se": float("nan"), "r": [np.float64(0.25), float("inf")],
+                                             "n": torch.tensor(3), "p": np.float64("nan")})
+    assert "NaN" not in odd.read_text() and "Infinity" not in odd.read_text()
+    got = json.loads(odd.read_text())
+    assert got["se"] is None and got["r"] == [0.25, None] and got["n"] == 3 and got["p"] is None
     assert path == tmp_path / "results" / "smoke" / "ch9.json"
     assert json.loads(path.read_text())["at"]["best_test_robust"] == 0.5
     assert book.load_results("smoke", "ch9")["profile"] == "smoke"

@@ -21,6 +21,7 @@ they are the names below.
 """
 from ..data import project_root
 from .checks import check_attacks, check_metrics
+from .claims import count
 from .epochs import after_decay, at_epoch, decay_epochs, gap_at, landscape_checkpoints, late_stage_start
 from .plots import COLORS, SPLIT_STYLES, color_of, fig_png, figure_slider, plot_band, plot_curves, show_source
 from .reattack import RunFlatness, monitor_agreement
@@ -28,7 +29,7 @@ from .results import load_results, save_results, settings, start_page
 from .store import Run, runs_folder
 from .summaries import attacks_of, best_last, correlation, final_numbers, mean_std, paired, stack, summarize
 
-__all__ = ["project_root", "check_attacks", "check_metrics", "after_decay", "at_epoch", "decay_epochs", "gap_at",
+__all__ = ["project_root", "check_attacks", "check_metrics", "count", "after_decay", "at_epoch", "decay_epochs", "gap_at",
            "landscape_checkpoints", "late_stage_start", "COLORS", "SPLIT_STYLES", "color_of", "fig_png",
            "figure_slider", "plot_band", "plot_curves", "show_source", "RunFlatness", "monitor_agreement",
            "load_results", "save_results", "settings", "start_page", "Run", "runs_folder", "attacks_of",

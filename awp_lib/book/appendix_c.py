@@ -15,11 +15,13 @@ from __future__ import annotations
 import itertools
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from .. import data, landscape
 from .epochs import at_epoch, landscape_checkpoints
+from .plots import plot_curves
 from .store import Run
 from .summaries import correlation
 
@@ -138,9 +140,6 @@ def rank_test(x, y, samples: int = 20_000, seed: int = 0) -> dict:
 def plot(measured: dict[str, dict], labels: dict[str, str] | None = None, columns: int = 4):
     """The layout of Figures 7-10: per setting, its learning curves with the two checkpoints
     marked (top) and their 1-D landscapes, early blue and late red (below)."""
-    import matplotlib.pyplot as plt  # optional dependency (the pages)
-    from .plots import plot_curves
-
     names = list(measured)
     rows = math.ceil(len(names) / columns)
     fig, axes = plt.subplots(2 * rows, columns, figsize=(3.1 * columns, 4.6 * rows), squeeze=False)
@@ -152,7 +151,7 @@ def plot(measured: dict[str, dict], labels: dict[str, str] | None = None, column
             top.axvline(e, color=colour[which], ls="--", lw=1.2)
             landscape.plot_1d(m["curve"][which], ax=bottom, color=colour[which],
                               label=f"epoch {e}, gap {100 * m['gap'][which]:.0f}")
-        bottom.legend(fontsize=7)
+        bottom.legend(fontsize=8)
         if i % columns:
             bottom.set_ylabel("")
     for j in range(len(names), rows * columns):

@@ -43,6 +43,12 @@ class Claims:
         return "; ".join(("holds: " if h else "FAILS: ") + t for t, h, _ in self.items)
 
 
+def count(n: int, noun: str) -> str:
+    """``n`` and ``noun`` in the number ``n`` asks for: ``count(1, "seed")`` is ``"1 seed"``,
+    ``count(5, "seed")`` is ``"5 seeds"``."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def scale_of(key: str) -> tuple[float, int]:
     """How a summary key is printed: losses as they are (3 decimals), accuracies, gaps and
     rises in points or per cent (times 100, 1 decimal)."""
@@ -87,7 +93,7 @@ def robust_overfitting(at: dict, min_share: float = 0.8) -> list[Claim]:
     n, drops = at["n"], [p["drop"] for p in at["per_seed"]]
     need = math.ceil(min_share * n)
     falls = sum(d > 0 for d in drops)
-    out = [(f"AT's test robust accuracy falls from best to last on at least {need} of {n} seeds, "
+    out = [(f"AT's test robust accuracy falls from best to last on at least {need} of {count(n, 'seed')}, "
             "with a mean drop of more than 3 standard errors",
             falls >= need and _beyond(at["drop"], at["se"]["drop"], 3, n),
             f"falls on {falls} of {n}; drop {pm(at, 'drop', digits=2)} points "

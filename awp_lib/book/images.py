@@ -32,15 +32,15 @@ def attack_grid(model, x, y, adversarial: dict, classes, title: str, n: int = 8)
     rows = 1 + 2 * len(adversarial)
     fig, axes = plt.subplots(rows, n, figsize=(0.85 * n, 0.95 * rows), squeeze=False)
     prediction_row(axes[0], model, x[:n], y[:n], classes)
-    axes[0, 0].set_ylabel("clean", fontsize=7)
+    axes[0, 0].set_ylabel("clean", fontsize=8)
     for i, (name, x_adv) in enumerate(adversarial.items()):
         delta = (x_adv - x)[:n]
         amplified = 0.5 + delta / (2 * delta.abs().amax().clamp_min(1e-12))
         for j in range(n):
             show_image(axes[1 + 2 * i, j], amplified[j])
         prediction_row(axes[2 + 2 * i], model, x_adv[:n], y[:n], classes)
-        axes[1 + 2 * i, 0].set_ylabel(f"{name}\n$\\delta$ (ampl.)", fontsize=7)
-        axes[2 + 2 * i, 0].set_ylabel(f"{name}\n$x'$", fontsize=7)
+        axes[1 + 2 * i, 0].set_ylabel(f"{name}\n$\\delta$ (ampl.)", fontsize=8)
+        axes[2 + 2 * i, 0].set_ylabel(f"{name}\n$x'$", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(h_pad=0.3, w_pad=0.2)
     return fig
@@ -57,8 +57,8 @@ def accuracy_vs_eps(ax, eps_values, curves: dict, colors: dict, train_eps: float
     if mark is not None:
         ax.axvline(mark, color="black", lw=1.5)
     ax.set(xlabel="$\\epsilon$ ($L_\\infty$)", ylabel="accuracy (%)", ylim=(-2, 102))
-    ax.set_xticks(eps_values, [fmt(e) for e in eps_values], fontsize=7, rotation=45)
-    ax.legend(fontsize=7)
+    ax.set_xticks(eps_values, [fmt(e) for e in eps_values], fontsize=8, rotation=45)
+    ax.legend(fontsize=8)
 
 
 def markdown_table(header: list[str], rows: list[list]):

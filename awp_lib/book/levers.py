@@ -23,6 +23,7 @@ from ..data import project_root
 from ..io import save_text
 from ..validate import check_choice
 from .build import train_runs
+from .results import strict
 from .store import Run
 from .epochs import after_decay, at_epoch
 from .summaries import mean_std
@@ -140,5 +141,5 @@ def _cmd(args) -> None:
               "goal": "val_drop >= 2 points and > 3 SE; train robust rises >= 10 points after the first decay",
               "jobs": args.jobs, "note": "minutes per run as measured with `jobs` runs sharing the cores",
               "settings": rows}
-    save_text(json.dumps(record, indent=1), out)
+    save_text(json.dumps(strict(record), indent=1, allow_nan=False), out)
     print(f"summary: {out}")

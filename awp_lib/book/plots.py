@@ -61,14 +61,14 @@ def plot_curves(rows: list[dict], ax=None, title: str = "", legend: bool = True,
     ax.set_ylabel("accuracy (%)" + (" (lines: monitor)" if finals else ""))
     ax.set_title(title, fontsize=9)
     if legend:
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=8, loc="lower right")
     if loss_ax is not None and "test_robust_loss" in ev[-1]:
         for part in ("train", "test"):
             loss_ax.plot(ep, [r[f"{part}_robust_loss"] for r in ev], SPLIT_STYLES[f"{part}_robust"][1], color=color,
                          label=f"robust loss, {part}")
         loss_ax.set_ylabel("robust cross-entropy")
         if legend:
-            loss_ax.legend(fontsize=7)
+            loss_ax.legend(fontsize=8)
     return ax
 
 

@@ -7,6 +7,7 @@ every chapter writes its headline numbers to ``results/<profile>/<chapter>.json`
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
 from pathlib import Path
@@ -38,13 +39,29 @@ def settings(chapter: str, profile: str) -> dict:
     return table[chapter][profile]
 
 
+def strict(value):
+    """``value`` with every NaN or infinite float (a standard error over one seed, a correlation of
+    constants) as None and numpy / torch scalars as Python numbers: strict JSON, ``null`` where a
+    number is undefined."""
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def save_results(profile: str, chapter: str, results: dict) -> Path:
-    """Write ``results/<profile>/<chapter>.json`` (atomically), with the profile and a timestamp."""
+    """Write ``results/<profile>/<chapter>.json`` (atomically, strict JSON: :func:`strict`), with the
+    profile and a timestamp."""
     path = project_root() / "results" / profile / f"{chapter}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"profile": profile, "chapter": chapter, "written": time.strftime("%Y-%m-%d %H:%M:%S"),
                "machine": platform.machine(), **results}
-    save_text(json.dumps(payload, indent=1, default=float), path)
+    save_text(json.dumps(strict(payload), indent=1, default=float, allow_nan=False), path)
     return path
 
 
