@@ -34,7 +34,7 @@ def stuck_at_chance(cfg: Config, rows: list[dict], num_classes: int) -> str | No
     if all(abs(r["train_loss"] - chance_loss) <= 0.01 * chance_loss for r in tail):
         losses = ", ".join(f"{r['train_loss']:.3f}" for r in tail)
         return (f"training loss {losses} in epochs {tail[0]['epoch']}-{tail[-1]['epoch']}, within 1% of "
-                f"{chance_loss:.3f}, the {cfg.method} loss of a uniform prediction over {num_classes} classes")
+                f"{chance_loss:.3f}, the {cfg.method.upper()} loss of a uniform prediction over {num_classes} classes")
     monitored = [r for r in after if "val_natural" in r][-n:]
     if len(monitored) == n and monitored[-1] is rows[-1] and all(
             r["val_natural"] <= chance_acc + 0.02 for r in monitored):

@@ -53,3 +53,15 @@ def test_nothing_cites_a_file_outside_the_repository():
            for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
            if any(o in line for o in OUTSIDE)]
     assert not bad, "citations of files outside the repository: " + ", ".join(bad)
+
+
+def test_the_readme_is_a_front_door():
+    """At most 220 lines; its measured table holds one row per thing measured, each dated."""
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) <= 220
+    measured = text.split("## Measured", 1)[1].split("\n## ", 1)[0]
+    rows = [r for r in measured.splitlines() if r.startswith("| ") and not r.startswith("| what")]
+    things = [r.split(" | ")[0] for r in rows]
+    assert len(rows) >= 5 and len(things) == len(set(things)), things
+    undated = [t for r, t in zip(rows, things) if not re.search(r"20\d\d-\d\d-\d\d|not measured", r)]
+    assert not undated, undated

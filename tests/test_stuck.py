@@ -70,7 +70,7 @@ def test_stuck_at_chance_counts_epochs_after_the_warmup_only():
     ln10 = math.log(10)
     cfg = make_config("cpu", awp_gamma=0.01)   # warm-up 5
     assert S.stuck_at_chance(cfg, rows_([1.2] * 5 + [ln10] * 2), 10) is None
-    assert "within 1% of 2.303, the at loss of a uniform prediction" in S.stuck_at_chance(
+    assert "within 1% of 2.303, the AT loss of a uniform prediction" in S.stuck_at_chance(
         cfg, rows_([1.2] * 5 + [ln10 * 1.005] * 3), 10)
     # during the warm-up, at ln 10 or not, nothing is counted
     assert S.stuck_at_chance(cfg, rows_([ln10] * 5), 10) is None

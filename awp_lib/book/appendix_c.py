@@ -137,12 +137,48 @@ def rank_test(x, y, samples: int = 20_000, seed: int = 0) -> dict:
             "permutations": len(orders)}
 
 
-def plot(measured: dict[str, dict], labels: dict[str, str] | None = None, columns: int = 4):
+def claims(measured: dict[str, dict], settings: dict[str, Run], threshold: float = GAP_OPENS) -> dict:
+    """The claims of Appendix C on ``measured`` (:func:`measure`): one per setting whose gap opened
+    (:func:`verdict`), and across the settings the rank test of the gap's rise against the
+    flatness's rise (holds for Spearman > 0 with a one-sided permutation p < 0.05). Returns
+    ``claims`` (``(text, holds, numbers)``, as :class:`awp_lib.book.claims.Claims` takes them),
+    ``no_claim`` (a line per setting whose gap did not open) and ``rank``."""
+    out, none = [], []
+    for label, m in measured.items():
+        what = describe(label, settings[label].config)
+        gap, fl = m["gap"], m["flatness"]
+        numbers = (f"gap {100 * gap['pre']:.1f} -> {100 * gap['last']:.1f} points, "
+                   f"flatness {fl['pre']:.3f} -> {fl['last']:.3f}")
+        v = verdict(m, threshold)
+        if v == "gap did not open":
+            none.append(f"no claim: {what}: the gap did not open  [{numbers}]")
+        else:
+            out.append((f"{what}: where the gap opens, the landscape sharpens", v == "holds", numbers))
+    rank = rank_test([m["gap_rise"] for m in measured.values()], [m["flatness_rise"] for m in measured.values()])
+    out.append(("across the settings, the gap's rise and the flatness's rise go together (Spearman > 0, "
+                "one-sided permutation p < 0.05)", rank["spearman"] > 0 and rank["p_value"] < 0.05,
+                f"Spearman {rank['spearman']:.2f}, p = {rank['p_value']:.3f} over {rank['n']} settings "
+                f"({rank['permutations']} orderings)"))
+    return {"claims": out, "no_claim": none, "rank": rank}
+
+
+def table(measured: dict[str, dict], settings: dict[str, Run]) -> list[dict]:
+    """Table 3.1's rows: per setting its epochs, gap (points, 1 decimal) and flatness (3 decimals)
+    at the two checkpoints, their rises, and the verdict."""
+    return [{"setting": describe(label, settings[label].config),
+             "epochs (pre, last)": f"{m['epochs']['pre']}, {m['epochs']['last']}",
+             "gap, pre": round(100 * m["gap"]["pre"], 1), "gap, last": round(100 * m["gap"]["last"], 1),
+             "gap rise": round(100 * m["gap_rise"], 1), "flatness, pre": round(m["flatness"]["pre"], 3),
+             "flatness, last": round(m["flatness"]["last"], 3), "flatness rise": round(m["flatness_rise"], 3),
+             "verdict": verdict(m)} for label, m in measured.items()]
+
+
+def plot(measured: dict[str, dict], labels: dict[str, str] | None = None, columns: int = 2):
     """The layout of Figures 7-10: per setting, its learning curves with the two checkpoints
     marked (top) and their 1-D landscapes, early blue and late red (below)."""
     names = list(measured)
     rows = math.ceil(len(names) / columns)
-    fig, axes = plt.subplots(2 * rows, columns, figsize=(3.1 * columns, 4.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(2 * rows, columns, figsize=(4.3 * columns, 5.0 * rows), squeeze=False)
     colour = {"pre": "tab:blue", "last": "tab:red"}
     for i, label in enumerate(names):
         m, top, bottom = measured[label], axes[2 * (i // columns), i % columns], axes[2 * (i // columns) + 1, i % columns]
@@ -152,8 +188,8 @@ def plot(measured: dict[str, dict], labels: dict[str, str] | None = None, column
             landscape.plot_1d(m["curve"][which], ax=bottom, color=colour[which],
                               label=f"epoch {e}, gap {100 * m['gap'][which]:.0f}")
         bottom.legend(fontsize=8)
-        if i % columns:
-            bottom.set_ylabel("")
+        top.set_ylabel("accuracy (%)" if i % columns == 0 else "")
+        bottom.set_ylabel("ρ(w + αd)" if i % columns == 0 else "")
     for j in range(len(names), rows * columns):
         axes[2 * (j // columns), j % columns].axis("off")
         axes[2 * (j // columns) + 1, j % columns].axis("off")
