@@ -7,7 +7,7 @@ Appendix C makes one claim across schedules, architectures, datasets and the L2 
 nothing trains), takes chapter 3's checkpoint before the gap opens and the last one
 (:func:`awp_lib.book.epochs.landscape_checkpoints`), and measures at both the robust gap, the
 average-case flatness (:func:`awp_lib.landscape.flatness`, the chapter's settings) and a 1-D
-landscape. :func:`verdicts` says per setting whether the claim holds, and :func:`rank_test`
+landscape. :func:`verdict` says per setting whether the claim holds, and :func:`rank_test`
 whether the gap's rise and the flatness's rise go together across settings.
 """
 from __future__ import annotations
@@ -56,7 +56,8 @@ def measure(settings: dict[str, Run], flat_args: dict, alphas, n: int | None, st
     images, PGD-``steps`` at the run's own threat model; None: its training attack) and a 1-D
     landscape along one direction over ``alphas``. ``known``: ``{(run name, epoch): {"flatness":
     ..., "curve": ...}}`` the page has already measured with the same settings, reused.
-    Returns the measurements and the labels whose run is not finished (missing)."""
+    Each measurement also holds the rises and its :func:`verdict`. Returns the measurements and
+    the labels whose run is not finished (missing)."""
     known, out, missing = known or {}, {}, []
     for label, run in settings.items():
         rows = run.finished_rows()
@@ -82,6 +83,7 @@ def measure(settings: dict[str, Run], flat_args: dict, alphas, n: int | None, st
             m["flatness"][which], m["worst"][which], m["curve"][which] = f["average"], f["worst"], curve
         m["gap_rise"] = m["gap"]["last"] - m["gap"]["pre"]
         m["flatness_rise"] = m["flatness"]["last"] - m["flatness"]["pre"]
+        m["verdict"] = verdict(m)
         out[label] = m
     return out, missing
 
@@ -137,7 +139,7 @@ def rank_test(x, y, samples: int = 20_000, seed: int = 0) -> dict:
             "permutations": len(orders)}
 
 
-def claims(measured: dict[str, dict], settings: dict[str, Run], threshold: float = GAP_OPENS) -> dict:
+def claims(measured: dict[str, dict], settings: dict[str, Run]) -> dict:
     """The claims of Appendix C on ``measured`` (:func:`measure`): one per setting whose gap opened
     (:func:`verdict`), and across the settings the rank test of the gap's rise against the
     flatness's rise (holds for Spearman > 0 with a one-sided permutation p < 0.05). Returns
@@ -149,7 +151,7 @@ def claims(measured: dict[str, dict], settings: dict[str, Run], threshold: float
         gap, fl = m["gap"], m["flatness"]
         numbers = (f"gap {100 * gap['pre']:.1f} -> {100 * gap['last']:.1f} points, "
                    f"flatness {fl['pre']:.3f} -> {fl['last']:.3f}")
-        v = verdict(m, threshold)
+        v = m["verdict"]
         if v == "gap did not open":
             none.append(f"no claim: {what}: the gap did not open  [{numbers}]")
         else:
@@ -170,7 +172,7 @@ def table(measured: dict[str, dict], settings: dict[str, Run]) -> list[dict]:
              "gap, pre": round(100 * m["gap"]["pre"], 1), "gap, last": round(100 * m["gap"]["last"], 1),
              "gap rise": round(100 * m["gap_rise"], 1), "flatness, pre": round(m["flatness"]["pre"], 3),
              "flatness, last": round(m["flatness"]["last"], 3), "flatness rise": round(m["flatness_rise"], 3),
-             "verdict": verdict(m)} for label, m in measured.items()]
+             "verdict": m["verdict"]} for label, m in measured.items()]
 
 
 def plot(measured: dict[str, dict], labels: dict[str, str] | None = None, columns: int = 2):
